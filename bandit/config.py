@@ -1,0 +1,326 @@
+"""The one validated configuration model, loaded from `config.yaml` plus `NUDGE_*` overrides.
+
+Unknown keys are rejected everywhere; cross-field rules name the values they compare.
+Environment variables override the file: `NUDGE_KAFKA__BOOTSTRAP_SERVERS=host:9092` sets
+`kafka.bootstrap_servers` (sections joined by `__`, values parsed as YAML scalars).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bandit import exploration
+from bandit.errors import ConfigError
+from bandit.events import EventRules, OutcomeLabel
+
+ENV_PREFIX = "NUDGE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(_Section):
+    """Where the events live; `client` passes through to kafka-python (SASL/SSL etc.)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    impressions_topic: str = "nudge.impressions"
+    outcomes_topic: str = "nudge.outcomes"
+    dead_letter_topic: str = "nudge.dead-letters"
+    group_id: str = "nudge-learner"
+    topic_partitions: int = Field(1, ge=1, description="partitions when the simulator creates topics")
+    poll_timeout_ms: int = Field(500, ge=10)
+    max_poll_records: int = Field(2000, ge=1)
+    client: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> KafkaConfig:
+        topics = [self.impressions_topic, self.outcomes_topic, self.dead_letter_topic]
+        if len(set(topics)) != 3:
+            raise ValueError(f"impressions, outcomes and dead-letter topics must differ: {topics}")
+        owned = {"bootstrap_servers", "group_id", "enable_auto_commit", "key_deserializer",
+                 "value_deserializer", "auto_offset_reset"}  # fmt: skip
+        clash = sorted(owned & set(self.client))
+        if clash:
+            raise ValueError(f"client must not set {clash}: they are set by nudgebandit")
+        return self
+
+
+class RewardConfig(_Section):
+    """Reward of each outcome label; `value_weight` scales the optional downstream value."""
+
+    helpful: float = 1.0
+    not_helpful: float = -1.0
+    ignored: float = 0.0
+    value_weight: float = 0.0
+
+    def of(self, label: OutcomeLabel, value: float | None) -> float:
+        base = {
+            OutcomeLabel.HELPFUL: self.helpful,
+            OutcomeLabel.NOT_HELPFUL: self.not_helpful,
+            OutcomeLabel.IGNORED: self.ignored,
+        }[label]
+        return base + self.value_weight * (value or 0.0)
+
+
+class JoinConfig(_Section):
+    """Event-time join of outcomes to impressions."""
+
+    window_s: float = Field(300.0, gt=0)
+    default_outcome: OutcomeLabel = OutcomeLabel.IGNORED
+    mode: Literal["first", "combine"] = "first"
+    allowed_lateness_s: float = Field(60.0, ge=0)
+    unmatched_wait_s: float | None = Field(
+        None, gt=0, description="how long an outcome waits for its impression; default window_s"
+    )
+
+
+class EpsilonConfig(_Section):
+    algorithm: Literal["epsilon"] = "epsilon"
+    epsilon: float = Field(0.1, ge=0, le=1)
+
+
+class SoftmaxConfig(_Section):
+    algorithm: Literal["softmax"]
+    lambda_: float = Field(10.0, gt=0, alias="lambda")
+
+
+class BaggingConfig(_Section):
+    algorithm: Literal["bag"]
+    bags: int = Field(5, ge=1)
+    epsilon: float = Field(0.0, ge=0, le=1)
+
+
+class CoverConfig(_Section):
+    algorithm: Literal["cover"]
+    policies: int = Field(4, ge=1)
+    psi: float = Field(1.0, ge=0)
+
+
+class SquareCBConfig(_Section):
+    algorithm: Literal["squarecb"]
+    gamma_scale: float = Field(10.0, gt=0)
+    gamma_exponent: float = Field(0.5, ge=0)
+
+
+class RndConfig(_Section):
+    algorithm: Literal["rnd"]
+    networks: int = Field(3, ge=1)
+    alpha: float = Field(0.1, gt=0)
+    epsilon: float = Field(0.0, ge=0, le=1)
+
+
+ExplorationConfig = Annotated[
+    EpsilonConfig | SoftmaxConfig | BaggingConfig | CoverConfig | SquareCBConfig | RndConfig,
+    Field(discriminator="algorithm"),
+]
+
+
+def build_exploration(cfg: ExplorationConfig) -> exploration.Exploration:
+    """The exploration strategy object a config section describes."""
+    match cfg:
+        case EpsilonConfig():
+            return exploration.EpsilonGreedy(cfg.epsilon)
+        case SoftmaxConfig():
+            return exploration.Softmax(cfg.lambda_)
+        case BaggingConfig():
+            return exploration.Bagging(cfg.bags, cfg.epsilon)
+        case CoverConfig():
+            return exploration.Cover(cfg.policies, cfg.psi)
+        case SquareCBConfig():
+            return exploration.SquareCB(cfg.gamma_scale, cfg.gamma_exponent)
+        case RndConfig():
+            return exploration.RandomNetworkDistillation(cfg.networks, cfg.alpha, cfg.epsilon)
+    raise ConfigError(f"unknown exploration section {cfg!r}")  # unreachable with the union
+
+
+class LearnerConfig(_Section):
+    """Vowpal Wabbit `cb_explore_adf` policy settings.
+
+    `namespaces` maps each context namespace of the events to its one-letter VW namespace;
+    shared features only matter through `interactions` with the action namespace.
+    """
+
+    scope: Literal["global", "per_trigger"] = "global"
+    exploration: ExplorationConfig = Field(default_factory=EpsilonConfig)
+    namespaces: dict[str, str] = Field(
+        default_factory=lambda: {"learner": "l", "course": "c", "trigger": "t", "activity": "w"}
+    )
+    action_namespace: str = "a"
+    interactions: list[tuple[str, str]] = Field(
+        default_factory=lambda: [
+            ("learner", "action"), ("course", "action"), ("trigger", "action"),
+            ("activity", "action"),
+        ]
+    )  # fmt: skip
+    vw_args: str = "--cb_type mtr -b 20 --learning_rate 0.5 --power_t 0.3"
+
+    @model_validator(mode="after")
+    def _check_namespaces(self) -> LearnerConfig:
+        letters = [*self.namespaces.values(), self.action_namespace]
+        bad = [x for x in letters if len(x) != 1 or not x.isalpha()]
+        if bad:
+            raise ValueError(f"VW namespaces must be single letters, got {bad}")
+        if len(set(letters)) != len(letters):
+            raise ValueError(
+                f"VW namespace letters must be distinct (namespaces={self.namespaces}, "
+                f"action_namespace={self.action_namespace!r})"
+            )
+        known = {*self.namespaces, "action"}
+        for pair in self.interactions:
+            unknown = [n for n in pair if n not in known]
+            if unknown:
+                raise ValueError(f"interaction {list(pair)} names {unknown}; known: {sorted(known)}")
+        tokens = self.vw_args.split()
+        reserved = sorted(set(tokens) & exploration.RESERVED_VW_FLAGS)
+        if reserved:
+            raise ValueError(
+                f"vw_args must not contain {reserved}: set exploration, interactions and "
+                "namespaces in their own fields"
+            )
+        return self
+
+    def letter(self, name: str) -> str:
+        return self.action_namespace if name == "action" else self.namespaces[name]
+
+    def vw_arguments(self) -> str:
+        """The full VW command line for a fresh policy."""
+        quad = " ".join(f"-q {self.letter(a)}{self.letter(b)}" for a, b in self.interactions)
+        explore = build_exploration(self.exploration).vw_flags()
+        return f"--cb_explore_adf {explore} {quad} {self.vw_args} --quiet".strip()
+
+
+class CheckpointConfig(_Section):
+    """Where and how often the model, join state and offsets are saved together."""
+
+    directory: Path = Path(".nudge/checkpoints")
+    every_events: int = Field(5000, ge=1)
+    every_s: float = Field(10.0, gt=0)
+    keep: int = Field(3, ge=1)
+
+
+class LimitsConfig(_Section):
+    """Size limits of one event."""
+
+    max_message_bytes: int = Field(65_536, ge=256)
+    max_actions: int = Field(64, ge=1)
+    max_features: int = Field(256, ge=1)
+
+
+class ConsumerConfig(_Section):
+    """Progress reporting of the long-running consumer."""
+
+    progress_every_s: float = Field(5.0, gt=0)
+
+
+class SimulatorConfig(_Section):
+    """Size and timing of the synthetic world (see `bandit.simulation`)."""
+
+    learners: int = Field(5000, ge=1)
+    courses: int = Field(4, ge=1, le=26)
+    mean_gap_s: float = Field(2.0, gt=0, description="mean event-time gap between impressions")
+    median_delay_s: float = Field(30.0, gt=0, description="median outcome delay")
+    max_transport_jitter_s: float = Field(20.0, ge=0)
+    duplicate_fraction: float = Field(0.005, ge=0, le=0.5)
+    start: str = "2026-01-05T08:00:00+00:00"
+
+
+class Config(_Section):
+    """Everything `nudge` needs, one section per concern."""
+
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    join: JoinConfig = Field(default_factory=JoinConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+
+    @model_validator(mode="after")
+    def _check_lateness(self) -> Config:
+        if self.join.allowed_lateness_s > self.join.window_s:
+            raise ValueError(
+                f"join.allowed_lateness_s ({self.join.allowed_lateness_s}) must not exceed "
+                f"join.window_s ({self.join.window_s})"
+            )
+        return self
+
+    def event_rules(self) -> EventRules:
+        return EventRules(
+            namespaces=frozenset(self.learner.namespaces),
+            max_message_bytes=self.limits.max_message_bytes,
+            max_actions=self.limits.max_actions,
+            max_features=self.limits.max_features,
+        )
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict of `NUDGE_SECTION__FIELD=value` variables, values parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for key, text in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: conflicts with another NUDGE_ variable")
+        node[path[-1]] = yaml.safe_load(text) if text.strip() else text
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
+        lines.append(f"  {where or '<root>'}: {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
+    """Validate a config mapping; raise `ConfigError` naming every bad field."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+def load_config(path: Path | str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load `path` (or only defaults when None), apply `NUDGE_*` overrides, validate."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file (pass --config PATH)") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded or {}
+    overrides = env_overrides(os.environ if environ is None else environ)
+    if overrides:
+        source += " + NUDGE_* environment"
+    return parse_config(_merge(data, overrides), source)

@@ -1,0 +1,36 @@
+"""The project's exceptions: one root, one sentence each."""
+
+from __future__ import annotations
+
+
+class NudgeError(Exception):
+    """Base class of every error raised by nudgebandit."""
+
+    retriable: bool = False
+
+
+class ConfigError(NudgeError):
+    """The configuration file or an environment override is invalid; the message names the field."""
+
+
+class InvalidEvent(NudgeError):
+    """An event broke the contract; `reason` is a stable code from `bandit.events.Reason`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = str(reason)
+        self.detail = detail
+
+
+class LearnerError(NudgeError):
+    """Vowpal Wabbit refused its arguments, an example or a model file."""
+
+
+class CheckpointError(NudgeError):
+    """A checkpoint could not be written or is unreadable or inconsistent."""
+
+
+class BrokerError(NudgeError):
+    """Kafka could not be reached or refused a request."""
+
+    retriable = True

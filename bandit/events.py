@@ -1,0 +1,310 @@
+"""The event contract: impressions and outcomes, validated at the edge, plain dataclasses inside.
+
+Wire format is one JSON object per message, discriminated by `type`. Decoding is
+`decode_event(raw, rules)`: orjson parses, pydantic validates, and every violation raises
+`InvalidEvent` with a stable `Reason` code, so dead letters can be counted and replayed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from bandit.errors import InvalidEvent
+
+
+class Reason(StrEnum):
+    """Stable reason codes for rejected or dead-lettered messages."""
+
+    UNDECODABLE = "undecodable"
+    TOO_LARGE = "too_large"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    INVALID_VALUE = "invalid_value"
+    BAD_TIMESTAMP = "bad_timestamp"
+    EMPTY_ACTIONS = "empty_actions"
+    TOO_MANY_ACTIONS = "too_many_actions"
+    TOO_MANY_FEATURES = "too_many_features"
+    DUPLICATE_ACTION_ID = "duplicate_action_id"
+    CHOSEN_NOT_IN_ACTIONS = "chosen_not_in_actions"
+    PROBABILITY_OUT_OF_RANGE = "probability_out_of_range"
+    PMF_INVALID = "pmf_invalid"
+    UNKNOWN_NAMESPACE = "unknown_namespace"
+    # Raised by the reward join rather than by decoding:
+    DUPLICATE_IMPRESSION = "duplicate_impression"
+    DUPLICATE_OUTCOME = "duplicate_outcome"
+    LATE_OUTCOME = "late_outcome"
+    UNMATCHED_OUTCOME = "unmatched_outcome"
+    TRIGGER_MISMATCH = "trigger_mismatch"
+
+
+class OutcomeLabel(StrEnum):
+    """The learner's reaction to a nudge; `ignored` is also the default when none arrives."""
+
+    HELPFUL = "helpful"
+    NOT_HELPFUL = "not_helpful"
+    IGNORED = "ignored"
+
+
+# ---- wire models (pydantic, strict about shape) -------------------------------------------
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s|:]+$")]
+FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s|:=]+$")]
+FeatureValue = Annotated[float, Field(allow_inf_nan=False, strict=False)] | Annotated[
+    str, StringConstraints(max_length=256)
+]
+Features = dict[FeatureName, FeatureValue]
+
+_PMF_TOLERANCE = 1e-6
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActionIn(_Wire):
+    """One candidate message: an id and its features (the id is always a feature too)."""
+
+    id: Identifier
+    features: Features = Field(default_factory=dict)
+
+
+class ImpressionIn(_Wire):
+    """A logged decision: context, candidates, the chosen action and its probability."""
+
+    type: Literal["impression"]
+    event_id: Identifier
+    timestamp: AwareDatetime
+    trigger: Identifier
+    learner_id: Identifier
+    context: dict[FeatureName, Features] = Field(default_factory=dict)
+    actions: list[ActionIn]
+    chosen: Identifier
+    probability: float = Field(allow_inf_nan=False)
+    pmf: list[Annotated[float, Field(allow_inf_nan=False)]] | None = None
+    policy_version: Annotated[str, StringConstraints(max_length=128)] = "unknown"
+
+    @model_validator(mode="after")
+    def _check_decision(self) -> ImpressionIn:
+        ids = [a.id for a in self.actions]
+        if not ids:
+            raise PydanticCustomError(Reason.EMPTY_ACTIONS, "actions must not be empty")
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            raise PydanticCustomError(Reason.DUPLICATE_ACTION_ID, f"repeated action ids {dupes}")
+        if self.chosen not in ids:
+            raise PydanticCustomError(
+                Reason.CHOSEN_NOT_IN_ACTIONS, f"chosen {self.chosen!r} is not one of {ids}"
+            )
+        if not 0.0 < self.probability <= 1.0:
+            raise PydanticCustomError(
+                Reason.PROBABILITY_OUT_OF_RANGE,
+                f"probability must be in (0, 1], got {self.probability}",
+            )
+        if self.pmf is not None:
+            _check_pmf(self.pmf, len(ids), ids.index(self.chosen), self.probability)
+        return self
+
+
+def _check_pmf(pmf: list[float], n_actions: int, chosen_index: int, probability: float) -> None:
+    if len(pmf) != n_actions:
+        raise PydanticCustomError(
+            Reason.PMF_INVALID, f"pmf has {len(pmf)} entries for {n_actions} actions"
+        )
+    if any(p < 0.0 or p > 1.0 for p in pmf) or not math.isclose(
+        sum(pmf), 1.0, abs_tol=_PMF_TOLERANCE
+    ):
+        raise PydanticCustomError(
+            Reason.PMF_INVALID, f"pmf must be probabilities summing to 1, sums to {sum(pmf)}"
+        )
+    if not math.isclose(pmf[chosen_index], probability, abs_tol=_PMF_TOLERANCE):
+        raise PydanticCustomError(
+            Reason.PMF_INVALID,
+            f"pmf gives the chosen action {pmf[chosen_index]}, probability says {probability}",
+        )
+
+
+class OutcomeIn(_Wire):
+    """The learner's reaction (and optionally a downstream value) for one impression."""
+
+    type: Literal["outcome"]
+    event_id: Identifier
+    timestamp: AwareDatetime
+    trigger: Identifier
+    outcome: OutcomeLabel
+    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+_EVENT_ADAPTER: TypeAdapter[ImpressionIn | OutcomeIn] = TypeAdapter(
+    Annotated[ImpressionIn | OutcomeIn, Field(discriminator="type")]
+)
+
+# ---- internal events (plain, frozen) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """A validated impression; `ts` is event time in epoch seconds."""
+
+    event_id: str
+    ts: float
+    trigger: str
+    learner_id: str
+    context: dict[str, dict[str, float | str]]
+    action_ids: tuple[str, ...]
+    action_features: tuple[dict[str, float | str], ...]
+    chosen_index: int
+    probability: float
+    policy_version: str
+
+    @property
+    def chosen(self) -> str:
+        return self.action_ids[self.chosen_index]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A validated outcome; `value` is the optional downstream measure."""
+
+    event_id: str
+    ts: float
+    trigger: str
+    label: OutcomeLabel
+    value: float | None
+
+
+Event = Impression | Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """Limits and namespace rules an event must meet beyond its shape."""
+
+    namespaces: frozenset[str]
+    max_message_bytes: int = 65_536
+    max_actions: int = 64
+    max_features: int = 256
+
+
+def _to_impression(m: ImpressionIn) -> Impression:
+    ids = tuple(a.id for a in m.actions)
+    return Impression(
+        event_id=m.event_id,
+        ts=m.timestamp.timestamp(),
+        trigger=m.trigger,
+        learner_id=m.learner_id,
+        context={ns: dict(f) for ns, f in m.context.items()},
+        action_ids=ids,
+        action_features=tuple(dict(a.features) for a in m.actions),
+        chosen_index=ids.index(m.chosen),
+        probability=m.probability,
+        policy_version=m.policy_version,
+    )
+
+
+def _to_outcome(m: OutcomeIn) -> Outcome:
+    return Outcome(m.event_id, m.timestamp.timestamp(), m.trigger, m.outcome, m.value)
+
+
+def _check_rules(m: ImpressionIn, rules: EventRules) -> None:
+    if len(m.actions) > rules.max_actions:
+        raise InvalidEvent(
+            Reason.TOO_MANY_ACTIONS, f"{len(m.actions)} actions, limit is {rules.max_actions}"
+        )
+    unknown = sorted(set(m.context) - rules.namespaces)
+    if unknown:
+        raise InvalidEvent(
+            Reason.UNKNOWN_NAMESPACE,
+            f"context namespaces {unknown} are not configured (known: {sorted(rules.namespaces)})",
+        )
+    widest = max(
+        [len(f) for f in m.context.values()] + [len(a.features) for a in m.actions], default=0
+    )
+    if widest > rules.max_features:
+        raise InvalidEvent(
+            Reason.TOO_MANY_FEATURES, f"{widest} features in one group, limit is {rules.max_features}"
+        )
+
+
+_PYDANTIC_REASONS = {
+    "missing": Reason.MISSING_FIELD,
+    "extra_forbidden": Reason.UNKNOWN_FIELD,
+    "union_tag_invalid": Reason.UNKNOWN_EVENT_TYPE,
+    "union_tag_not_found": Reason.MISSING_FIELD,
+    "model_attributes_type": Reason.NOT_AN_OBJECT,
+    "model_type": Reason.NOT_AN_OBJECT,
+    "enum": Reason.INVALID_VALUE,
+    "literal_error": Reason.INVALID_VALUE,
+    "string_pattern_mismatch": Reason.INVALID_VALUE,
+    "string_too_short": Reason.INVALID_VALUE,
+    "string_too_long": Reason.INVALID_VALUE,
+    "finite_number": Reason.INVALID_VALUE,
+    "timezone_aware": Reason.BAD_TIMESTAMP,
+}
+
+_REASON_CODES = frozenset(r.value for r in Reason)
+
+
+def _reason_of(error: dict[str, Any]) -> str:
+    kind = str(error["type"])
+    if kind in _REASON_CODES:
+        return kind
+    if kind in _PYDANTIC_REASONS:
+        return _PYDANTIC_REASONS[kind]
+    loc = error.get("loc", ())
+    if kind.startswith("datetime") or (loc and loc[-1] == "timestamp"):
+        return Reason.BAD_TIMESTAMP
+    return Reason.WRONG_TYPE
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ())) or "event"
+    return f"{where}: {error['msg']}"
+
+
+def decode_event(raw: bytes, rules: EventRules) -> Event:
+    """Parse and validate one message; raise `InvalidEvent` with a `Reason` code if it is bad."""
+    if len(raw) > rules.max_message_bytes:
+        raise InvalidEvent(
+            Reason.TOO_LARGE, f"{len(raw)} bytes, limit is {rules.max_message_bytes}"
+        )
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(Reason.UNDECODABLE, f"not UTF-8 JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidEvent(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}")
+    try:
+        model = _EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise InvalidEvent(_reason_of(first), _describe(first)) from None
+    if isinstance(model, ImpressionIn):
+        _check_rules(model, rules)
+        return _to_impression(model)
+    return _to_outcome(model)
+
+
+def timestamp_text(ts: float) -> str:
+    """RFC 3339 text (UTC, milliseconds) for an epoch-seconds event time."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+

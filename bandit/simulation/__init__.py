@@ -1,0 +1,1 @@
+"""A synthetic nudge platform with known truth (`world`) and the event traffic it logs (`traffic`)."""

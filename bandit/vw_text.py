@@ -1,0 +1,60 @@
+"""Vowpal Wabbit text format for `cb_explore_adf` multi-line examples, and nowhere else.
+
+One `shared` line carries the context namespaces; one line per candidate action carries the
+action namespace with an `id=<action>` feature (so even "send nothing" has a feature and the
+pmf keeps its length). The chosen line gets the label `0:<cost>:<probability>` with
+cost = -reward: VW minimises cost, we maximise reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+_UNSAFE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "|": "_", ":": "_"})
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceLetters:
+    """Maps context namespace names to one-letter VW namespaces; `action` is the action one."""
+
+    context: Mapping[str, str]
+    action: str
+
+
+def _features(features: Mapping[str, float | str]) -> str:
+    parts = []
+    for name, value in features.items():
+        if isinstance(value, str):
+            parts.append(f"{name}={value.translate(_UNSAFE)}")
+        else:
+            parts.append(f"{name}:{value:.6g}")
+    return " ".join(parts)
+
+
+def shared_line(context: Mapping[str, Mapping[str, float | str]], letters: NamespaceLetters) -> str:
+    """The `shared |l ... |c ...` line of a context."""
+    groups = [f"|{letters.context[ns]} {_features(f)}" for ns, f in context.items() if f]
+    return "shared " + " ".join(groups) if groups else "shared |"
+
+
+def action_line(action_id: str, features: Mapping[str, float | str], letters: NamespaceLetters) -> str:
+    """The unlabelled line of one candidate action."""
+    extra = _features(features)
+    return f"|{letters.action} id={action_id}" + (f" {extra}" if extra else "")
+
+
+def example_lines(
+    context: Mapping[str, Mapping[str, float | str]],
+    action_ids: Sequence[str],
+    action_features: Sequence[Mapping[str, float | str]],
+    letters: NamespaceLetters,
+    label: tuple[int, float, float] | None = None,
+) -> list[str]:
+    """The lines of one multi-line example; `label` is (chosen index, cost, probability)."""
+    lines = [shared_line(context, letters)]
+    lines.extend(action_line(a, f, letters) for a, f in zip(action_ids, action_features, strict=True))
+    if label is not None:
+        index, cost, probability = label
+        lines[index + 1] = f"0:{cost:.6g}:{probability:.6g} {lines[index + 1]}"
+    return lines

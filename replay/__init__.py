@@ -1,0 +1,1 @@
+"""Offline replay and counterfactual policy evaluation (issue 5; not built yet)."""

@@ -1,0 +1,43 @@
+"""An event with the bytes it came from and where it came from, and the record of a rejection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from bandit.events import Event
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message was read: a Kafka topic/partition/offset, or a file and line number."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the message, used as the dead-letter key (dedupe after a crash)."""
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope(Generic[E]):
+    """A decoded event, the exact bytes it was decoded from, and its source."""
+
+    event: E
+    raw: bytes
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that will not be learned: why, its original bytes and its source."""
+
+    reason: str
+    detail: str
+    raw: bytes
+    source: Source
