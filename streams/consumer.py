@@ -1,0 +1,236 @@
+"""The long-running consumer: read, decode, join, learn, dead-letter, checkpoint, repeat.
+
+Exactly-once learning: the models, the join state, the stats and the next offsets are saved
+in one atomic checkpoint, and a restart resumes from the checkpoint's offsets, so every
+message after it is processed again against the state from before it. Dead letters are
+flushed before each checkpoint (at least once; keyed by source coordinates to dedupe), and
+offsets are committed to the group only after the checkpoint that covers them.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import resource
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from bandit.config import Config
+from bandit.events import Impression, decode_event
+from bandit.learning import OnlineLearner
+from streams.checkpoints import Checkpoint, CheckpointStore
+from streams.decoding import decode_message
+from streams.envelopes import Rejected
+from streams.join import RewardJoin
+from streams.kafka_io import MessageSource, Producer, ensure_topics, tp_key
+from streams.stats import ConsumerStats
+from streams.watermarks import WatermarkTracker
+
+log = logging.getLogger("nudge.consume")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How long to run: forever (None) or until this many seconds pass with no new message."""
+
+    until_idle_s: float | None = None
+
+
+def dead_letter_value(rejected: Rejected) -> bytes:
+    """The JSON body of a dead letter: reason, detail, source and the original bytes."""
+    body: dict[str, Any] = {
+        "reason": rejected.reason,
+        "detail": rejected.detail,
+        "source": {
+            "topic": rejected.source.topic,
+            "partition": rejected.source.partition,
+            "offset": rejected.source.offset,
+        },
+        "original": rejected.raw.decode("utf-8", errors="replace"),
+        "original_base64": base64.b64encode(rejected.raw).decode("ascii"),
+        "dead_lettered_at": time.time(),
+    }
+    return orjson.dumps(body)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class StreamLearner:
+    """Owns the loop and its state; `run()` returns the final stats."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.rules = config.event_rules()
+        self.store = CheckpointStore(config.checkpoint.directory, config.checkpoint.keep)
+        self._stop = threading.Event()
+        ckpt = self.store.latest()
+        self.sequence = ckpt.sequence if ckpt else 0
+        self.offsets: dict[str, int] = dict(ckpt.offsets) if ckpt else {}
+        self.stats = ConsumerStats.from_json(ckpt.stats) if ckpt else ConsumerStats()
+        self.stats.starts += 1
+        join_state = ckpt.join_state if ckpt else {}
+        self.join = RewardJoin.from_state(
+            join_state.get("join", {}), config.join, config.rewards, self._decode_saved
+        )
+        self.watermarks = WatermarkTracker(join_state.get("watermarks"))
+        self.learner = OnlineLearner(config.learner, ckpt.models if ckpt else None)
+        self.resumed_from = ckpt.sequence if ckpt else None
+        self._dirty = 0
+        self._last_checkpoint = time.monotonic()
+        self.final_lag: int | None = None
+
+    def _decode_saved(self, raw: bytes) -> Any:
+        return decode_event(raw, self.rules)
+
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        """Finish the current batch, checkpoint and return (SIGTERM / SIGINT)."""
+        del frame
+        if signum is not None:
+            log.info("signal %s: draining and checkpointing", signum)
+        self._stop.set()
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    def run(self, options: RunOptions) -> ConsumerStats:
+        kcfg = self.config.kafka
+        topics = [kcfg.impressions_topic, kcfg.outcomes_topic]
+        ensure_topics(kcfg, [*topics, kcfg.dead_letter_topic], kcfg.topic_partitions)
+        self.source = MessageSource(kcfg, topics)
+        self.producer = Producer(kcfg)
+        try:
+            self.source.assign(self.offsets)
+            log.info(
+                "consuming %s from %s (%s)",
+                topics,
+                kcfg.bootstrap_servers,
+                f"resumed from checkpoint {self.resumed_from}" if self.resumed_from else "no checkpoint: from the start",
+            )
+            self._loop(options)
+            if options.until_idle_s is not None:
+                # A bounded run ends its input: close every open window (the default outcome).
+                self.join.close_all()
+                self._settle()
+            self.checkpoint()
+            self.final_lag = sum(self.source.lag_by_partition().values())
+        finally:
+            self.producer.close()
+            self.source.close()
+            self.learner.close()
+        return self.stats
+
+    def _loop(self, options: RunOptions) -> None:
+        started = last_message = last_report = time.monotonic()
+        reported = (0, 0)
+        while not self._stop.is_set():
+            batch = self.source.poll(self.config.kafka.poll_timeout_ms)
+            now = time.monotonic()
+            if batch:
+                last_message = now
+                self._process(batch)
+            caught_up = {p for p, lag in self.source.lag_by_partition().items() if lag == 0}
+            self.join.advance(self.watermarks.current(caught_up))
+            self._settle()
+            if self._dirty and (
+                self._dirty >= self.config.checkpoint.every_events
+                or now - self._last_checkpoint >= self.config.checkpoint.every_s
+            ):
+                self.checkpoint()
+            if now - last_report >= self.config.consumer.progress_every_s:
+                self._report(now - last_report, reported)
+                reported = (self.stats.consumed, self.stats.learned)
+                last_report = now
+            if options.until_idle_s is not None and now - last_message >= options.until_idle_s:
+                log.info("idle for %.1fs after %.1fs: finishing", now - last_message, now - started)
+                return
+
+    def _process(self, batch: list[tuple[Any, bytes | None]]) -> None:
+        for source, raw in batch:
+            self.stats.consumed += 1
+            self.offsets[tp_key(source.topic, source.partition)] = source.offset + 1
+            item = decode_message(raw, source, self.rules)
+            if isinstance(item, Rejected):
+                self._dead_letter(item)
+                continue
+            if isinstance(item.event, Impression):
+                self.stats.impressions += 1
+            else:
+                self.stats.outcomes += 1
+            self.watermarks.observe(tp_key(source.topic, source.partition), item.event.ts)
+            self.join.add(item)
+        self._dirty += len(batch)
+
+    def _settle(self) -> None:
+        joined, rejected = self.join.drain()
+        for event in joined:
+            self.learner.learn(event)
+            self.stats.record_learned(event)
+        for item in rejected:
+            self._dead_letter(item)
+
+    def _dead_letter(self, item: Rejected) -> None:
+        self.producer.send(
+            self.config.kafka.dead_letter_topic,
+            key=item.source.key.encode(),
+            value=dead_letter_value(item),
+            headers=[("reason", item.reason.encode())],
+        )
+        self.stats.record_dead_letter(item.reason)
+
+    # ---- checkpoints and progress -------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Save everything atomically, then commit the offsets it covers to the group."""
+        self.producer.flush()  # dead letters up to here are durable before the offsets move
+        self.sequence += 1
+        self.stats.checkpoints += 1
+        ckpt = Checkpoint(
+            sequence=self.sequence,
+            offsets=dict(self.offsets),
+            join_state={"join": self.join.state(), "watermarks": self.watermarks.highest},
+            stats=self.stats.to_json(),
+            models=dict(self.learner.models()),
+            vw_arguments=self.config.learner.vw_arguments(),
+        )
+        self.store.save(ckpt)
+        self.source.commit(self.offsets)
+        self._dirty = 0
+        self._last_checkpoint = time.monotonic()
+
+    def _report(self, seconds: float, before: tuple[int, int]) -> None:
+        s = self.stats
+        lag = sum(self.source.lag_by_partition().values())
+        log.info(
+            "consumed=%d (%.0f/s) impressions=%d outcomes=%d learned=%d (%.0f/s) dead_lettered=%d "
+            "pending=%d waiting=%d lag=%d checkpoints=%d rss=%.0fMB",
+            s.consumed, (s.consumed - before[0]) / seconds, s.impressions, s.outcomes, s.learned,
+            (s.learned - before[1]) / seconds, s.dead_lettered, self.join.pending, self.join.waiting,
+            lag, s.checkpoints, _rss_mb(),
+        )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        """The stats JSON: cumulative counts plus the live state of this process."""
+        data = self.stats.to_json()
+        data.update(
+            pending=self.join.pending,
+            waiting=self.join.waiting,
+            lag=self.final_lag,
+            checkpoint_sequence=self.sequence,
+            resumed_from=self.resumed_from,
+            vw_arguments=self.config.learner.vw_arguments(),
+            max_rss_mb=round(_rss_mb(), 1),
+        )
+        return data
+
+
+def install_signal_handlers(learner: StreamLearner) -> None:
+    """SIGTERM and SIGINT drain the current batch and checkpoint before exit."""
+    signal.signal(signal.SIGTERM, learner.request_stop)
+    signal.signal(signal.SIGINT, learner.request_stop)

@@ -1,0 +1,167 @@
+"""The adapter to kafka-python, and the only module that imports it.
+
+Partitions are assigned manually (no group rebalancing): the checkpoint, not the broker, says
+where to resume, and offsets are committed to the group only after the checkpoint that covers
+them, so the group's lag is always true. kafka-python errors become `BrokerError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from bandit.config import KafkaConfig
+from bandit.errors import BrokerError
+from streams.envelopes import Source
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except KafkaError as exc:
+        raise BrokerError(f"Kafka {what} failed: {exc!r}") from exc
+
+
+def tp_key(topic: str, partition: int) -> str:
+    return f"{topic}/{partition}"
+
+
+def ensure_topics(cfg: KafkaConfig, topics: Iterable[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (single replica, for local and test brokers)."""
+    with _translated("admin"):
+        admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers, **cfg.client)
+        try:
+            existing = set(admin.list_topics())
+            new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+            if new:
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            admin.close()
+
+
+class MessageSource:
+    """Reads the impression and outcome topics from given offsets; tracks lag per partition."""
+
+    def __init__(self, cfg: KafkaConfig, topics: list[str]) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        with _translated("consumer start"):
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=cfg.bootstrap_servers,
+                group_id=cfg.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=cfg.max_poll_records,
+                **cfg.client,
+            )
+        self._partitions: list[TopicPartition] = []
+
+    def assign(self, start_offsets: Mapping[str, int], wait_s: float = 30.0) -> None:
+        """Assign every partition of the topics; seek to the checkpoint's offsets or the start."""
+        deadline = time.monotonic() + wait_s
+        partitions: list[TopicPartition] = []
+        with _translated("metadata"):
+            for topic in self.topics:
+                ids = self._consumer.partitions_for_topic(topic)
+                while not ids and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    ids = self._consumer.partitions_for_topic(topic)
+                if not ids:
+                    raise BrokerError(f"topic {topic!r} does not exist on {self.cfg.bootstrap_servers}")
+                partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+            self._consumer.assign(partitions)
+            for tp in partitions:
+                offset = start_offsets.get(tp_key(tp.topic, tp.partition))
+                if offset is None:
+                    self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, offset)
+        self._partitions = partitions
+
+    def poll(self, timeout_ms: int) -> list[tuple[Source, bytes | None]]:
+        """The next batch of records as (source, value bytes), in partition order."""
+        with _translated("poll"):
+            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.cfg.max_poll_records)
+        out: list[tuple[Source, bytes | None]] = []
+        for tp, records in batches.items():
+            out.extend((Source(tp.topic, tp.partition, r.offset), r.value) for r in records)
+        return out
+
+    def lag_by_partition(self) -> dict[str, int]:
+        """Records not yet read per partition (from the last fetch's high watermark)."""
+        lag: dict[str, int] = {}
+        for tp in self._partitions:
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            with _translated("position"):
+                lag[tp_key(tp.topic, tp.partition)] = max(0, high - self._consumer.position(tp))
+        return lag
+
+    def commit(self, offsets: Mapping[str, int]) -> None:
+        """Commit next-offsets to the consumer group (for monitoring; checkpoints rule restarts)."""
+        to_commit: dict[TopicPartition, OffsetAndMetadata] = {}
+        for key, offset in offsets.items():
+            topic, _, partition = key.rpartition("/")
+            to_commit[TopicPartition(topic, int(partition))] = OffsetAndMetadata(offset, "", -1)
+        if to_commit:
+            with _translated("commit"):
+                self._consumer.commit(to_commit)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+class Producer:
+    """Produces with acks=all (dead letters, simulated traffic); `flush()` before a checkpoint."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        with _translated("producer start"):
+            self._producer = KafkaProducer(
+                bootstrap_servers=cfg.bootstrap_servers, acks="all", linger_ms=20, **cfg.client
+            )
+
+    def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+        with _translated("produce"):
+            self._producer.send(topic, key=key, value=value, headers=headers or [])
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        with _translated("flush"):
+            self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        with _translated("producer close"):
+            self._producer.flush()
+            self._producer.close()
+
+
+def read_topic(cfg: KafkaConfig, topic: str, idle_ms: int = 3000) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+    """Every record of `topic` from the beginning as (key, value, headers); for tests and tools."""
+    with _translated("read"):
+        consumer = KafkaConsumer(
+            bootstrap_servers=cfg.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=idle_ms,
+            **cfg.client,
+        )
+        try:
+            ids = consumer.partitions_for_topic(topic) or set()
+            consumer.assign([TopicPartition(topic, p) for p in ids])
+            consumer.seek_to_beginning()
+            return [(r.key, r.value, dict(r.headers or [])) for r in consumer]
+        finally:
+            consumer.close()
+
