@@ -135,8 +135,9 @@ class StreamLearner:
             if batch:
                 last_message = now
                 self._process(batch)
-            caught_up = {p for p, lag in self.source.lag_by_partition().items() if lag == 0}
-            self.join.advance(self.watermarks.current(caught_up))
+            lags = self.source.lag_by_partition()
+            caught_up = {p for p, lag in lags.items() if lag == 0}
+            self.join.advance(self.watermarks.current(self.source.partition_keys, caught_up))
             self._settle()
             if self._dirty and (
                 self._dirty >= self.config.checkpoint.every_events

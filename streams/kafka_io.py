@@ -90,6 +90,11 @@ class MessageSource:
                     self._consumer.seek(tp, offset)
         self._partitions = partitions
 
+    @property
+    def partition_keys(self) -> list[str]:
+        """"topic/partition" of every assigned partition."""
+        return [tp_key(tp.topic, tp.partition) for tp in self._partitions]
+
     def poll(self, timeout_ms: int) -> list[tuple[Source, bytes | None]]:
         """The next batch of records as (source, value bytes), in partition order."""
         with _translated("poll"):

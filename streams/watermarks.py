@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Iterable, Set
 
 
 class WatermarkTracker:
     """Highest event time seen per partition; the watermark is the slowest busy partition's.
 
+    A partition not read yet holds the watermark back entirely (its first records may be old).
     A partition the consumer has fully read (no lag) is not holding anything back and is left
     out, so an idle topic does not stall expiry; if every partition is caught up, the
     highest time seen anywhere is the watermark.
@@ -20,8 +21,10 @@ class WatermarkTracker:
         if event_time > self.highest.get(partition, float("-inf")):
             self.highest[partition] = event_time
 
-    def current(self, caught_up: Set[str]) -> float:
-        if not self.highest:
-            return float("-inf")
-        busy = [t for p, t in self.highest.items() if p not in caught_up]
-        return min(busy) if busy else max(self.highest.values())
+    def current(self, partitions: Iterable[str], caught_up: Set[str]) -> float:
+        """The watermark over `partitions`, ignoring those in `caught_up`."""
+        unknown = float("-inf")
+        busy = [self.highest.get(p, unknown) for p in partitions if p not in caught_up]
+        if busy:
+            return min(busy)
+        return max(self.highest.values(), default=unknown)
