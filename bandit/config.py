@@ -34,7 +34,9 @@ class KafkaConfig(_Section):
     outcomes_topic: str = "nudge.outcomes"
     dead_letter_topic: str = "nudge.dead-letters"
     group_id: str = "nudge-learner"
-    topic_partitions: int = Field(1, ge=1, description="partitions when the simulator creates topics")
+    topic_partitions: int = Field(
+        1, ge=1, description="partitions when the simulator creates topics"
+    )
     poll_timeout_ms: int = Field(500, ge=10)
     max_poll_records: int = Field(2000, ge=1)
     client: dict[str, Any] = Field(default_factory=dict)
@@ -176,7 +178,9 @@ class LearnerConfig(_Section):
         for pair in self.interactions:
             unknown = [n for n in pair if n not in known]
             if unknown:
-                raise ValueError(f"interaction {list(pair)} names {unknown}; known: {sorted(known)}")
+                raise ValueError(
+                    f"interaction {list(pair)} names {unknown}; known: {sorted(known)}"
+                )
         tokens = self.vw_args.split()
         reserved = sorted(set(tokens) & exploration.RESERVED_VW_FLAGS)
         if reserved:

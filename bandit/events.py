@@ -69,9 +69,10 @@ class OutcomeLabel(StrEnum):
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s|:]+$")]
 FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s|:=]+$")]
-FeatureValue = Annotated[float, Field(allow_inf_nan=False, strict=False)] | Annotated[
-    str, StringConstraints(max_length=256)
-]
+FeatureValue = (
+    Annotated[float, Field(allow_inf_nan=False, strict=False)]
+    | Annotated[str, StringConstraints(max_length=256)]
+)
 Features = dict[FeatureName, FeatureValue]
 
 _PMF_TOLERANCE = 1e-6
@@ -241,7 +242,8 @@ def _check_rules(m: ImpressionIn, rules: EventRules) -> None:
     )
     if widest > rules.max_features:
         raise InvalidEvent(
-            Reason.TOO_MANY_FEATURES, f"{widest} features in one group, limit is {rules.max_features}"
+            Reason.TOO_MANY_FEATURES,
+            f"{widest} features in one group, limit is {rules.max_features}",
         )
 
 
@@ -292,7 +294,9 @@ def decode_event(raw: bytes, rules: EventRules) -> Event:
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(Reason.UNDECODABLE, f"not UTF-8 JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise InvalidEvent(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}")
+        raise InvalidEvent(
+            Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}"
+        )
     try:
         model = _EVENT_ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -307,4 +311,3 @@ def decode_event(raw: bytes, rules: EventRules) -> Event:
 def timestamp_text(ts: float) -> str:
     """RFC 3339 text (UTC, milliseconds) for an epoch-seconds event time."""
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
-

@@ -53,7 +53,9 @@ class VowpalPolicy:
         pmf = self._workspace().predict(list(lines))
         result = np.asarray(pmf, dtype=np.float64)
         if result.shape != (len(lines) - 1,):
-            raise LearnerError(f"VW returned {result.shape} probabilities for {len(lines) - 1} actions")
+            raise LearnerError(
+                f"VW returned {result.shape} probabilities for {len(lines) - 1} actions"
+            )
         return result
 
     def to_bytes(self) -> bytes:

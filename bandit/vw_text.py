@@ -38,7 +38,9 @@ def shared_line(context: Mapping[str, Mapping[str, float | str]], letters: Names
     return "shared " + " ".join(groups) if groups else "shared |"
 
 
-def action_line(action_id: str, features: Mapping[str, float | str], letters: NamespaceLetters) -> str:
+def action_line(
+    action_id: str, features: Mapping[str, float | str], letters: NamespaceLetters
+) -> str:
     """The unlabelled line of one candidate action."""
     extra = _features(features)
     return f"|{letters.action} id={action_id}" + (f" {extra}" if extra else "")
@@ -53,7 +55,9 @@ def example_lines(
 ) -> list[str]:
     """The lines of one multi-line example; `label` is (chosen index, cost, probability)."""
     lines = [shared_line(context, letters)]
-    lines.extend(action_line(a, f, letters) for a, f in zip(action_ids, action_features, strict=True))
+    lines.extend(
+        action_line(a, f, letters) for a, f in zip(action_ids, action_features, strict=True)
+    )
     if label is not None:
         index, cost, probability = label
         lines[index + 1] = f"0:{cost:.6g}:{probability:.6g} {lines[index + 1]}"

@@ -121,7 +121,9 @@ class CheckpointStore:
         for scope, meta in state["models"].items():
             data = (path / meta["file"]).read_bytes()
             if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-                raise CheckpointError(f"{path / meta['file']}: sha256 mismatch, the model file is corrupt")
+                raise CheckpointError(
+                    f"{path / meta['file']}: sha256 mismatch, the model file is corrupt"
+                )
             models[scope] = data
         return Checkpoint(
             sequence=int(state["sequence"]),

@@ -35,7 +35,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = _config(args)
     started = time.monotonic()
     world = World(args.seed, cfg.simulator.learners, cfg.simulator.courses)
-    run = simulate_traffic(world, cfg.simulator, cfg.join, args.events, args.seed, args.invalid_fraction)
+    run = simulate_traffic(
+        world, cfg.simulator, cfg.join, args.events, args.seed, args.invalid_fraction
+    )
     summary = run.summary()
     if args.out:
         from streams.publish import write_jsonl
@@ -90,7 +92,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(scores, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print(f"True expected reward per decision ({args.decisions} fresh decisions, simulator seed {args.seed},")
+    print(
+        f"True expected reward per decision ({args.decisions} fresh decisions, simulator seed {args.seed},"
+    )
     print(f"policy from checkpoint {ckpt.sequence} after {scores['learned']} learned events):")
     rows = [
         ("learned policy, greedy", "greedy"),
@@ -123,8 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--config", type=Path, default=Path("config.yaml"), help="config file (default: %(default)s)")
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=Path("config.yaml"),
+            help="config file (default: %(default)s)",
+        )
         return p
 
     sim = add(
@@ -135,8 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Prints a JSON summary: impressions, outcomes, invalid, duplicates and what a correct\n"
         "consumer must end with (learned count, dead letters by reason).",
     )
-    sim.add_argument("--events", type=int, default=20_000, help="impressions to log (default: %(default)s)")
-    sim.add_argument("--seed", type=int, default=7, help="world and traffic seed (default: %(default)s)")
+    sim.add_argument(
+        "--events", type=int, default=20_000, help="impressions to log (default: %(default)s)"
+    )
+    sim.add_argument(
+        "--seed", type=int, default=7, help="world and traffic seed (default: %(default)s)"
+    )
     sim.add_argument(
         "--invalid-fraction", type=float, default=0.0, metavar="F",
         help="share of messages corrupted on purpose, each with a known reason (default: %(default)s)",
@@ -168,8 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         "reward of the learned policy and of the baselines (uniform, send-to-all, never-send,\n"
         "best single message per trigger, oracle). Use the --seed the traffic was simulated with.",
     )
-    score.add_argument("--seed", type=int, default=7, help="the simulator seed (default: %(default)s)")
-    score.add_argument("--decisions", type=int, default=5000, help="decisions to sample (default: %(default)s)")
+    score.add_argument(
+        "--seed", type=int, default=7, help="the simulator seed (default: %(default)s)"
+    )
+    score.add_argument(
+        "--decisions", type=int, default=5000, help="decisions to sample (default: %(default)s)"
+    )
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.set_defaults(func=cmd_score)
     return parser
@@ -188,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except BrokerError as exc:
-        print(f"nudge: {exc}\n  is the broker up? `scripts/kafka start` runs one locally;"
-              " set kafka.bootstrap_servers (or NUDGE_KAFKA__BOOTSTRAP_SERVERS) for another.", file=sys.stderr)
+        print(
+            f"nudge: {exc}\n  is the broker up? `scripts/kafka start` runs one locally;"
+            " set kafka.bootstrap_servers (or NUDGE_KAFKA__BOOTSTRAP_SERVERS) for another.",
+            file=sys.stderr,
+        )
         return 3
     except NudgeError as exc:
         print(f"nudge: {exc}", file=sys.stderr)

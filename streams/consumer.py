@@ -111,7 +111,9 @@ class StreamLearner:
                 "consuming %s from %s (%s)",
                 topics,
                 kcfg.bootstrap_servers,
-                f"resumed from checkpoint {self.resumed_from}" if self.resumed_from else "no checkpoint: from the start",
+                f"resumed from checkpoint {self.resumed_from}"
+                if self.resumed_from
+                else "no checkpoint: from the start",
             )
             self._loop(options)
             if options.until_idle_s is not None:

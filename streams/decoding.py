@@ -9,7 +9,9 @@ from bandit.events import EventRules, decode_event
 from streams.envelopes import Envelope, Rejected, Source
 
 
-def decode_message(raw: bytes | None, source: Source, rules: EventRules) -> Envelope[Any] | Rejected:
+def decode_message(
+    raw: bytes | None, source: Source, rules: EventRules
+) -> Envelope[Any] | Rejected:
     """Decode one message; a contract violation becomes a `Rejected` with its reason code."""
     if raw is None:
         return Rejected("undecodable", "message has no value (tombstone)", b"", source)

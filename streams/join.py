@@ -98,7 +98,9 @@ class RewardJoin:
         closed = self._closed.get(out.event_id)
         if closed is not None:
             if closed.by_outcome and out.ts <= closed.deadline:
-                self._reject(env, Reason.DUPLICATE_OUTCOME, f"{out.event_id} already has its outcome")
+                self._reject(
+                    env, Reason.DUPLICATE_OUTCOME, f"{out.event_id} already has its outcome"
+                )
             else:
                 self._reject(env, Reason.LATE_OUTCOME, f"window of {out.event_id} already closed")
             return
@@ -111,7 +113,9 @@ class RewardJoin:
         imp, out = pending.impression.event, env.event
         if out.trigger != imp.trigger:
             self._reject(
-                env, Reason.TRIGGER_MISMATCH, f"outcome trigger {out.trigger!r}, impression {imp.trigger!r}"
+                env,
+                Reason.TRIGGER_MISMATCH,
+                f"outcome trigger {out.trigger!r}, impression {imp.trigger!r}",
             )
             return
         if out.ts > imp.ts + self._window:
@@ -209,7 +213,10 @@ class RewardJoin:
         return {
             "watermark": self.watermark if self.watermark != _NEG_INF else None,
             "pending": [
-                {"impression": _env_state(p.impression), "outcomes": [_env_state(o) for o in p.outcomes]}
+                {
+                    "impression": _env_state(p.impression),
+                    "outcomes": [_env_state(o) for o in p.outcomes],
+                }
                 for p in self._pending.values()
             ],
             "waiting": [_env_state(o) for outs in self._waiting.values() for o in outs],
@@ -240,7 +247,9 @@ class RewardJoin:
             env = _env_from_state(item, decode)
             waiting = join._waiting.setdefault(env.event.event_id, [])
             if not waiting:
-                heapq.heappush(join._waiting_heap, (env.event.ts + join._unmatched_wait, env.event.event_id))
+                heapq.heappush(
+                    join._waiting_heap, (env.event.ts + join._unmatched_wait, env.event.event_id)
+                )
             waiting.append(env)
         return join
 
@@ -259,7 +268,9 @@ def _env_from_state(item: dict[str, Any], decode: Callable[[bytes], Event]) -> E
     try:
         event = decode(raw)
     except InvalidEvent as exc:
-        raise CheckpointError(f"saved message {topic}/{partition}/{offset} no longer decodes: {exc}") from exc
+        raise CheckpointError(
+            f"saved message {topic}/{partition}/{offset} no longer decodes: {exc}"
+        ) from exc
     return Envelope(event, raw, Source(topic, int(partition), int(offset)))
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -43,10 +44,8 @@ def ensure_topics(cfg: KafkaConfig, topics: Iterable[str], partitions: int) -> N
             existing = set(admin.list_topics())
             new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
             if new:
-                try:
+                with suppress(TopicAlreadyExistsError):  # created meanwhile by someone else
                     admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
         finally:
             admin.close()
 
@@ -79,7 +78,9 @@ class MessageSource:
                     time.sleep(0.2)
                     ids = self._consumer.partitions_for_topic(topic)
                 if not ids:
-                    raise BrokerError(f"topic {topic!r} does not exist on {self.cfg.bootstrap_servers}")
+                    raise BrokerError(
+                        f"topic {topic!r} does not exist on {self.cfg.bootstrap_servers}"
+                    )
                 partitions += [TopicPartition(topic, p) for p in sorted(ids)]
             self._consumer.assign(partitions)
             for tp in partitions:
@@ -92,13 +93,15 @@ class MessageSource:
 
     @property
     def partition_keys(self) -> list[str]:
-        """"topic/partition" of every assigned partition."""
+        """ "topic/partition" of every assigned partition."""
         return [tp_key(tp.topic, tp.partition) for tp in self._partitions]
 
     def poll(self, timeout_ms: int) -> list[tuple[Source, bytes | None]]:
         """The next batch of records as (source, value bytes), in partition order."""
         with _translated("poll"):
-            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.cfg.max_poll_records)
+            batches = self._consumer.poll(
+                timeout_ms=timeout_ms, max_records=self.cfg.max_poll_records
+            )
         out: list[tuple[Source, bytes | None]] = []
         for tp, records in batches.items():
             out.extend((Source(tp.topic, tp.partition, r.offset), r.value) for r in records)
@@ -138,7 +141,13 @@ class Producer:
                 bootstrap_servers=cfg.bootstrap_servers, acks="all", linger_ms=20, **cfg.client
             )
 
-    def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         with _translated("produce"):
             self._producer.send(topic, key=key, value=value, headers=headers or [])
 
@@ -152,7 +161,9 @@ class Producer:
             self._producer.close()
 
 
-def read_topic(cfg: KafkaConfig, topic: str, idle_ms: int = 3000) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+def read_topic(
+    cfg: KafkaConfig, topic: str, idle_ms: int = 3000
+) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
     """Every record of `topic` from the beginning as (key, value, headers); for tests and tools."""
     with _translated("read"):
         consumer = KafkaConsumer(
@@ -169,4 +180,3 @@ def read_topic(cfg: KafkaConfig, topic: str, idle_ms: int = 3000) -> list[tuple[
             return [(r.key, r.value, dict(r.headers or [])) for r in consumer]
         finally:
             consumer.close()
-

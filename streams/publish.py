@@ -11,7 +11,11 @@ from streams.kafka_io import Producer, ensure_topics
 
 def publish_to_kafka(run: SimulationRun, cfg: KafkaConfig) -> None:
     """Produce every message to the impressions or outcomes topic, keyed by event id."""
-    ensure_topics(cfg, [cfg.impressions_topic, cfg.outcomes_topic, cfg.dead_letter_topic], cfg.topic_partitions)
+    ensure_topics(
+        cfg,
+        [cfg.impressions_topic, cfg.outcomes_topic, cfg.dead_letter_topic],
+        cfg.topic_partitions,
+    )
     producer = Producer(cfg)
     try:
         for msg in run.messages:

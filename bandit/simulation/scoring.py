@@ -50,7 +50,9 @@ class PolicyScores:
         }
 
 
-def score_learner(world: World, learner: OnlineLearner, config: Config, decisions: int, seed: int) -> PolicyScores:
+def score_learner(
+    world: World, learner: OnlineLearner, config: Config, decisions: int, seed: int
+) -> PolicyScores:
     """Exact expected reward of `learner`'s greedy and exploration choices vs the baselines."""
     rng = np.random.default_rng([seed, 3])
     greedy = explore = uniform = send_all = never = oracle = 0.0
@@ -82,7 +84,9 @@ def score_learner(world: World, learner: OnlineLearner, config: Config, decision
         if int(np.argmax(truth)) == none_index:
             none_best += 1
             none_hit += pick == none_index
-    best_single = sum(float(np.stack(rows).mean(axis=0).max()) * len(rows) for rows in by_trigger.values())
+    best_single = sum(
+        float(np.stack(rows).mean(axis=0).max()) * len(rows) for rows in by_trigger.values()
+    )
     n = float(decisions)
     return PolicyScores(
         decisions=decisions,

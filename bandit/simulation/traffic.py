@@ -205,7 +205,9 @@ def _to_run(
     corrupted = rng.random(len(logged)) < invalid_fraction
     duplicated = rng.random(len(logged)) < sim.duplicate_fraction
     bad_impressions = {
-        m.event_id for m, bad in zip(logged, corrupted, strict=True) if bad and m.kind == "impression"
+        m.event_id
+        for m, bad in zip(logged, corrupted, strict=True)
+        if bad and m.kind == "impression"
     }
     for n, (m, bad, dup) in enumerate(zip(logged, corrupted, duplicated, strict=True)):
         key = m.event_id.encode()

@@ -32,7 +32,14 @@ DOMAINS = ("math", "cs", "business", "language")
 STATES = ("lecture-completed", "quiz-failed", "inactive-7d", "final-passed")
 CANDIDATES_BY_STATE = {
     "lecture-completed": ("next_item", "review_notes.v1", "peer_norm", "encourage", NONE_ACTION),
-    "quiz-failed": ("hint", "review_notes.v1", "review_notes.v2", "encourage", "peer_norm", NONE_ACTION),
+    "quiz-failed": (
+        "hint",
+        "review_notes.v1",
+        "review_notes.v2",
+        "encourage",
+        "peer_norm",
+        NONE_ACTION,
+    ),
     "inactive-7d": ("encourage", "peer_norm", "next_item", NONE_ACTION),
     "final-passed": ("next_item", "encourage", NONE_ACTION),
 }
@@ -92,7 +99,9 @@ class Trigger:
 class World:
     """The simulated platform; all randomness comes from `seed`."""
 
-    def __init__(self, seed: int, n_learners: int = 5000, n_courses: int = 4, bad_pair_share: float = 0.15):
+    def __init__(
+        self, seed: int, n_learners: int = 5000, n_courses: int = 4, bad_pair_share: float = 0.15
+    ):
         rng = np.random.default_rng([seed, 1])
         self.seed = seed
         self.learners = Learners(
@@ -128,7 +137,9 @@ class World:
 
     # ---- truth --------------------------------------------------------------------------
 
-    def outcome_probabilities(self, learner: int, trigger: Trigger, message: str) -> tuple[float, float, float]:
+    def outcome_probabilities(
+        self, learner: int, trigger: Trigger, message: str
+    ) -> tuple[float, float, float]:
         """P(helpful), P(not helpful), P(ignored) of `message` shown to `learner` at `trigger`."""
         if message == NONE_ACTION:
             return 0.0, 0.0, 1.0

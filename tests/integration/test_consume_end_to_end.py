@@ -19,7 +19,9 @@ EVENTS, SEED, INVALID = 20_000, 7, 0.02
 
 def test_consumer_learns_exactly_the_valid_events_and_dead_letters_the_rest(deployment):
     dep = deployment()
-    summary = dep.simulate("--events", str(EVENTS), "--seed", str(SEED), "--invalid-fraction", str(INVALID))
+    summary = dep.simulate(
+        "--events", str(EVENTS), "--seed", str(SEED), "--invalid-fraction", str(INVALID)
+    )
     truth = simulate_traffic(
         World(SEED, dep.config.simulator.learners, dep.config.simulator.courses),
         dep.config.simulator, dep.config.join, EVENTS, SEED, INVALID,
@@ -35,7 +37,10 @@ def test_consumer_learns_exactly_the_valid_events_and_dead_letters_the_rest(depl
     assert stats["consumed"] == len(truth.messages)
     assert stats["learned"] == truth.impressions
     expected_ledger = Ledger.of(truth.valid_event_ids)
-    assert stats["ledger"] == {"count": expected_ledger.count, "digest": f"{expected_ledger.digest:016x}"}
+    assert stats["ledger"] == {
+        "count": expected_ledger.count,
+        "digest": f"{expected_ledger.digest:016x}",
+    }
     assert stats["dead_letters_by_reason"] == dict(truth.expected_dead_letters)
     assert stats["pending"] == 0 and stats["lag"] == 0
     assert "consumed=" in done.stderr  # progress was logged

@@ -10,9 +10,9 @@ from collections import Counter
 import orjson
 import pytest
 
+from bandit.errors import CheckpointError
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
-from bandit.errors import CheckpointError
 from streams.checkpoints import CheckpointStore
 from streams.kafka_io import read_topic
 from streams.stats import Ledger
