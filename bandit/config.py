@@ -295,7 +295,13 @@ def _format_errors(source: str, exc: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
+        value = err.get("input")
+        # Only scalars are echoed: a whole section could hold credentials (kafka.client).
+        got = (
+            f" (got {value!r})"
+            if err["type"] != "missing" and not isinstance(value, dict | list)
+            else ""
+        )
         lines.append(f"  {where or '<root>'}: {err['msg']}{got}")
     return "\n".join(lines)
 

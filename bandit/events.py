@@ -17,6 +17,7 @@ import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -78,6 +79,18 @@ Features = dict[FeatureName, FeatureValue]
 _PMF_TOLERANCE = 1e-6
 
 
+def _rfc3339_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            Reason.BAD_TIMESTAMP, "timestamp must be RFC 3339 text with a timezone"
+        )
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+Probability = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -94,14 +107,14 @@ class ImpressionIn(_Wire):
 
     type: Literal["impression"]
     event_id: Identifier
-    timestamp: AwareDatetime
+    timestamp: Timestamp
     trigger: Identifier
     learner_id: Identifier
     context: dict[FeatureName, Features] = Field(default_factory=dict)
     actions: list[ActionIn]
     chosen: Identifier
-    probability: float = Field(allow_inf_nan=False)
-    pmf: list[Annotated[float, Field(allow_inf_nan=False)]] | None = None
+    probability: Probability
+    pmf: list[Probability] | None = None
     policy_version: Annotated[str, StringConstraints(max_length=128)] = "unknown"
 
     @model_validator(mode="after")
@@ -149,7 +162,7 @@ class OutcomeIn(_Wire):
 
     type: Literal["outcome"]
     event_id: Identifier
-    timestamp: AwareDatetime
+    timestamp: Timestamp
     trigger: Identifier
     outcome: OutcomeLabel
     value: Annotated[float, Field(allow_inf_nan=False)] | None = None

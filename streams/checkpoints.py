@@ -119,7 +119,12 @@ class CheckpointStore:
             )
         models: dict[str, bytes] = {}
         for scope, meta in state["models"].items():
-            data = (path / meta["file"]).read_bytes()
+            try:
+                data = (path / meta["file"]).read_bytes()
+            except OSError as exc:
+                raise CheckpointError(
+                    f"{path / meta['file']}: unreadable model file ({exc})"
+                ) from exc
             if hashlib.sha256(data).hexdigest() != meta["sha256"]:
                 raise CheckpointError(
                     f"{path / meta['file']}: sha256 mismatch, the model file is corrupt"

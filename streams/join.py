@@ -138,7 +138,9 @@ class RewardJoin:
         imp = pending.impression.event
         del self._pending[imp.event_id]
         deadline = imp.ts + self._window
-        self._closed[imp.event_id] = _Closed(deadline, by_outcome=bool(pending.outcomes))
+        # In mode combine the watermark always closes the window, so a later outcome is late.
+        by_outcome = bool(pending.outcomes) and self.config.mode == "first"
+        self._closed[imp.event_id] = _Closed(deadline, by_outcome=by_outcome)
         heapq.heappush(self._closed_heap, (deadline + self._retention, imp.event_id))
         self._joined.append(self._reward(pending))
 
