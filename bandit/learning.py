@@ -6,7 +6,7 @@ logged probability, which is what makes VW's off-policy estimates (IPS/DR/MTR) u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +28,6 @@ class JoinedEvent:
     value: float | None
     reward: float
     defaulted: bool  # True when no outcome arrived in the window
-
-
-PolicyFactory = Callable[[bytes | None], VowpalPolicy]
 
 
 class OnlineLearner:

@@ -187,14 +187,15 @@ class World:
         """
         q = delay_within(join.window_s, median_delay_s)
         r_default = rewards.of(join.default_outcome, None)
-        r_h, r_n, r_i = (rewards.of(lbl, None) for lbl in OutcomeLabel)
+        # An ignored nudge sends no outcome, so the default outcome's reward applies to it.
+        r_h = rewards.of(OutcomeLabel.HELPFUL, None)
+        r_n = rewards.of(OutcomeLabel.NOT_HELPFUL, None)
         out = np.empty(len(trigger.candidates))
         for i, msg in enumerate(trigger.candidates):
             ph, pn, pi = self.outcome_probabilities(learner, trigger, msg)
             reacted = ph * (q * r_h + (1 - q) * r_default) + pn * (q * r_n + (1 - q) * r_default)
             value = rewards.value_weight * q * (3.0 * ph + 1.0 * pn)
             out[i] = reacted + pi * r_default + value
-        del r_i  # an ignored nudge sends no outcome, so the default applies
         return out
 
     # ---- the context a decision service would log ----------------------------------------
