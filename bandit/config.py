@@ -7,13 +7,21 @@ Environment variables override the file: `NUDGE_KAFKA__BOOTSTRAP_SERVERS=host:90
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from bandit import exploration
 from bandit.errors import ConfigError
@@ -55,19 +63,28 @@ class KafkaConfig(_Section):
 
 
 class RewardConfig(_Section):
-    """Reward of each outcome label; `value_weight` scales the optional downstream value."""
+    """Reward of each outcome label; `value_weight` scales the optional downstream value.
+
+    Choosing `none_action` (send nothing) earns `send_nothing` whatever label arrives: nothing
+    was shown, so there was nothing to find helpful; a downstream value still counts.
+    """
 
     helpful: float = 1.0
     not_helpful: float = -1.0
     ignored: float = 0.0
     value_weight: float = 0.0
+    none_action: Annotated[str, Field(min_length=1)] = "none"
+    send_nothing: float = 0.0
 
-    def of(self, label: OutcomeLabel, value: float | None) -> float:
-        base = {
-            OutcomeLabel.HELPFUL: self.helpful,
-            OutcomeLabel.NOT_HELPFUL: self.not_helpful,
-            OutcomeLabel.IGNORED: self.ignored,
-        }[label]
+    def of(self, label: OutcomeLabel, value: float | None, chosen: str | None = None) -> float:
+        if chosen is not None and chosen == self.none_action:
+            base = self.send_nothing
+        else:
+            base = {
+                OutcomeLabel.HELPFUL: self.helpful,
+                OutcomeLabel.NOT_HELPFUL: self.not_helpful,
+                OutcomeLabel.IGNORED: self.ignored,
+            }[label]
         return base + self.value_weight * (value or 0.0)
 
 
@@ -142,6 +159,33 @@ def build_exploration(cfg: ExplorationConfig) -> exploration.Exploration:
     raise ConfigError(f"unknown exploration section {cfg!r}")  # unreachable with the union
 
 
+class LowRankConfig(_Section):
+    """Latent interactions (VW `--lrq` / `--lrqfa`): a rank-k factorization per namespace pair.
+
+    `lrq` adds, for each pair, a learned k-dimensional embedding of each side (like
+    theta_i . alpha_j in the student models); `lrqfa` is its field-aware variant over every
+    namespace named in `pairs`.
+    """
+
+    kind: Literal["lrq", "lrqfa"] = "lrq"
+    pairs: list[tuple[str, str]] = Field(default_factory=lambda: [("learner", "action")])
+    rank: int = Field(4, ge=1, le=64)
+
+
+class WarmStartConfig(_Section):
+    """Start a fresh deployment's policies from an earlier snapshot's models.
+
+    The snapshot's model keeps its reductions (exploration algorithm, cb_type, interactions,
+    bits); only runtime flags such as `--epsilon` or the learning rate may change.
+    `freeze: unlearned_weights` passes VW `--feature_mask`: only weights the snapshot had
+    learned (non-zero) keep updating; every other weight stays frozen at zero. VW has no
+    per-namespace freeze; this mask is the part of the model it can hold fixed.
+    """
+
+    snapshot: Path
+    freeze: Literal["none", "unlearned_weights"] = "none"
+
+
 class LearnerConfig(_Section):
     """Vowpal Wabbit `cb_explore_adf` policy settings.
 
@@ -162,6 +206,11 @@ class LearnerConfig(_Section):
         ]
     )  # fmt: skip
     vw_args: str = "--cb_type mtr -b 20 --learning_rate 0.5 --power_t 0.3"
+    low_rank: LowRankConfig | None = None
+    outcome_model: bool = Field(
+        False, description="also learn P(helpful/not helpful/ignored), for decision rule send_rule"
+    )
+    warm_start: WarmStartConfig | None = None
 
     @model_validator(mode="after")
     def _check_namespaces(self) -> LearnerConfig:
@@ -175,7 +224,8 @@ class LearnerConfig(_Section):
                 f"action_namespace={self.action_namespace!r})"
             )
         known = {*self.namespaces, "action"}
-        for pair in self.interactions:
+        pairs = [*self.interactions, *(self.low_rank.pairs if self.low_rank else [])]
+        for pair in pairs:
             unknown = [n for n in pair if n not in known]
             if unknown:
                 raise ValueError(
@@ -193,11 +243,93 @@ class LearnerConfig(_Section):
     def letter(self, name: str) -> str:
         return self.action_namespace if name == "action" else self.namespaces[name]
 
+    def feature_flags(self) -> str:
+        """Interaction and low-rank flags, shared by the policy and the outcome model."""
+        flags = [f"-q {self.letter(a)}{self.letter(b)}" for a, b in self.interactions]
+        if self.low_rank is not None:
+            lr = self.low_rank
+            if lr.kind == "lrq":
+                flags += [f"--lrq {self.letter(a)}{self.letter(b)}{lr.rank}" for a, b in lr.pairs]
+            else:
+                letters = dict.fromkeys(self.letter(n) for pair in lr.pairs for n in pair)
+                flags.append(f"--lrqfa {''.join(letters)}{lr.rank}")
+        return " ".join(flags)
+
     def vw_arguments(self) -> str:
         """The full VW command line for a fresh policy."""
-        quad = " ".join(f"-q {self.letter(a)}{self.letter(b)}" for a, b in self.interactions)
         explore = build_exploration(self.exploration).vw_flags()
-        return f"--cb_explore_adf {explore} {quad} {self.vw_args} --quiet".strip()
+        return f"--cb_explore_adf {explore} {self.feature_flags()} {self.vw_args} --quiet".strip()
+
+    def outcome_model_arguments(self) -> str:
+        """VW command line of the outcome model: P(helpful), P(not helpful), P(ignored)."""
+        bits = self.vw_args.split()
+        b = bits[bits.index("-b") + 1] if "-b" in bits[:-1] else "18"
+        return (
+            f"--oaa 3 --probabilities --loss_function logistic {self.feature_flags()} -b {b} --quiet"
+        )
+
+
+class DecisionRuleConfig(_Section):
+    """How the decision service chooses at a trigger; every part is in the logged probability.
+
+    p(a) = forced_share * U_messages(a) + (1 - forced_share) * q(a), where q is U_messages for
+    a learner with fewer than `cold_start_outcomes` reactions, else the policy: the VW
+    exploration pmf (`bandit`) or the outcome-probability send rule (`send_rule`: send the
+    message with the highest P(helpful) if it beats P(not helpful) and P(ignored) by
+    `send_margin`, else send nothing; mixed with `send_rule_epsilon` of uniform over all).
+    `versions: best`: of `msg.v1`, `msg.v2`... the policy offers only the version it predicts
+    best (forced and cold-start sends still draw every version, to keep learning about them).
+    """
+
+    policy: Literal["bandit", "send_rule"] = "bandit"
+    forced_share: float = Field(0.1, ge=0, le=1)
+    cold_start_outcomes: int = Field(0, ge=0)
+    versions: Literal["all", "best"] = "best"
+    send_margin: float = Field(0.0, ge=-1, le=1)
+    send_rule_epsilon: float = Field(0.05, ge=0, le=1)
+
+
+class DecisionRuleOverride(_Section):
+    """A trigger pattern's changes to the default decision rule (unset fields inherit)."""
+
+    policy: Literal["bandit", "send_rule"] | None = None
+    forced_share: float | None = Field(None, ge=0, le=1)
+    cold_start_outcomes: int | None = Field(None, ge=0)
+    versions: Literal["all", "best"] | None = None
+    send_margin: float | None = Field(None, ge=-1, le=1)
+    send_rule_epsilon: float | None = Field(None, ge=0, le=1)
+
+
+class DecisionsConfig(_Section):
+    """Decision rules: a default, and overrides by trigger pattern (fnmatch, first match wins)."""
+
+    policy_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "nudge"
+    default: DecisionRuleConfig = Field(default_factory=DecisionRuleConfig)
+    triggers: dict[str, DecisionRuleOverride] = Field(default_factory=dict)
+
+    def rule_for(self, trigger: str) -> DecisionRuleConfig:
+        """The rule that applies at `trigger`."""
+        for pattern, override in self.triggers.items():
+            if fnmatch.fnmatchcase(trigger, pattern):
+                return self._apply(override)
+        return self.default
+
+    def all_rules(self) -> list[DecisionRuleConfig]:
+        """The default and every override, resolved."""
+        return [self.default, *(self._apply(o) for o in self.triggers.values())]
+
+    def _apply(self, override: DecisionRuleOverride) -> DecisionRuleConfig:
+        return self.default.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class SnapshotsConfig(_Section):
+    """Policy snapshots the consumer publishes for decision services."""
+
+    directory: Path = Path(".nudge/snapshots")
+    every_events: int = Field(5000, ge=1, description="publish after this many learned events")
+    every_s: float = Field(10.0, gt=0, description="...or this long after the last, if any new")
+    keep: int = Field(5, ge=1)
+    kafka_topic: str | None = Field(None, description="also publish to this compacted topic")
 
 
 class CheckpointConfig(_Section):
@@ -246,6 +378,18 @@ class Config(_Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    decisions: DecisionsConfig = Field(default_factory=DecisionsConfig)
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+
+    @model_validator(mode="after")
+    def _check_send_rule(self) -> Config:
+        uses = [r for r in self.decisions.all_rules() if r.policy == "send_rule"]
+        if uses and not self.learner.outcome_model:
+            raise ValueError(
+                "decisions use policy send_rule, which needs learner.outcome_model: true "
+                "(the model of P(helpful), P(not helpful), P(ignored))"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_lateness(self) -> Config:

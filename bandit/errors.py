@@ -30,6 +30,10 @@ class CheckpointError(NudgeError):
     """A checkpoint could not be written or is unreadable or inconsistent."""
 
 
+class SnapshotError(NudgeError):
+    """A policy snapshot is missing, tampered with, or of a format this version cannot read."""
+
+
 class BrokerError(NudgeError):
     """Kafka could not be reached or refused a request."""
 

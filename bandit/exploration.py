@@ -82,6 +82,7 @@ RESERVED_VW_FLAGS = frozenset(
         "--cb_explore_adf", "--cb_adf", "--epsilon", "--softmax", "--lambda", "--bag", "--cover",
         "--psi", "--squarecb", "--gamma_scale", "--gamma_exponent", "--rnd", "--rnd_alpha",
         "-q", "--quadratic", "--interactions", "-i", "--initial_regressor", "-f",
-        "--final_regressor", "--save_resume", "--data", "-d", "--quiet",
+        "--final_regressor", "--save_resume", "--data", "-d", "--quiet", "--lrq", "--lrqfa",
+        "--feature_mask", "--oaa", "--probabilities",
     }
 )  # fmt: skip

@@ -2,19 +2,23 @@
 
 A joined event is an impression with its reward; the policy learns cost = -reward at the
 logged probability, which is what makes VW's off-policy estimates (IPS/DR/MTR) unbiased.
+Alongside the policies it keeps the action catalogue, each learner's reaction count (for
+cold start) and, when configured, the outcome model of the send rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from bandit.catalogue import ActionCatalogue, ReactionCounts
 from bandit.config import LearnerConfig
 from bandit.events import Impression, OutcomeLabel
-from bandit.policies import VowpalPolicy
-from bandit.vw_text import NamespaceLetters, example_lines
+from bandit.policies import OutcomeModel, VowpalPolicy
+from bandit.vw_text import NamespaceLetters, example_lines, outcome_line
 
 GLOBAL_SCOPE = "global"
 
@@ -30,19 +34,51 @@ class JoinedEvent:
     defaulted: bool  # True when no outcome arrived in the window
 
 
-class OnlineLearner:
-    """The set of VW policies of one deployment, keyed by scope (one global, or per trigger)."""
+@dataclass(frozen=True, slots=True)
+class LearnerState:
+    """Everything learned, as bytes and JSON: what checkpoints save and snapshots export."""
 
-    def __init__(self, config: LearnerConfig, models: Mapping[str, bytes] | None = None) -> None:
+    models: dict[str, bytes] = field(default_factory=dict)  # policy scope -> VW model
+    outcome_model: bytes | None = None
+    catalogue: dict[str, Any] = field(default_factory=dict)
+    reactions: dict[str, int] = field(default_factory=dict)
+    masks: dict[str, bytes] = field(default_factory=dict)  # scope -> VW --feature_mask model
+
+
+def scope_of(scope: str, trigger: str) -> str:
+    """The policy a trigger's decisions use: its own (per_trigger) or the global one."""
+    return trigger if scope == "per_trigger" else GLOBAL_SCOPE
+
+
+class OnlineLearner:
+    """The VW models of one deployment: policies by scope, and the optional outcome model."""
+
+    def __init__(
+        self,
+        config: LearnerConfig,
+        models: Mapping[str, bytes] | None = None,
+        *,
+        state: LearnerState | None = None,
+        none_action: str = "none",
+        reaction_cap: int = 0,
+    ) -> None:
+        state = state or LearnerState(models=dict(models or {}))
         self.config = config
+        self.none_action = none_action
         self.letters = NamespaceLetters(dict(config.namespaces), config.action_namespace)
         self._arguments = config.vw_arguments()
+        self._masks = dict(state.masks)
         self._policies: dict[str, VowpalPolicy] = {}
-        for scope, model in (models or {}).items():
-            self._policies[scope] = VowpalPolicy(self._arguments, model)
+        for scope, model in state.models.items():
+            self._policies[scope] = VowpalPolicy(self._arguments, model, self._masks.get(scope))
+        self._outcomes: OutcomeModel | None = None
+        if config.outcome_model:
+            self._outcomes = OutcomeModel(config.outcome_model_arguments(), state.outcome_model)
+        self.catalogue = ActionCatalogue.from_json(state.catalogue)
+        self.reactions = ReactionCounts(reaction_cap, state.reactions)
 
     def scope_of(self, trigger: str) -> str:
-        return trigger if self.config.scope == "per_trigger" else GLOBAL_SCOPE
+        return scope_of(self.config.scope, trigger)
 
     def _policy(self, scope: str) -> VowpalPolicy:
         policy = self._policies.get(scope)
@@ -60,6 +96,20 @@ class OnlineLearner:
             label=(imp.chosen_index, -event.reward, imp.probability),
         )
         self._policy(self.scope_of(imp.trigger)).learn(lines)
+        self.catalogue.observe(imp)
+        if not event.defaulted:
+            self.reactions.record(imp.learner_id)
+        if self._outcomes is not None and imp.chosen != self.none_action:
+            chosen = imp.chosen_index
+            self._outcomes.learn(
+                outcome_line(
+                    imp.context,
+                    imp.action_ids[chosen],
+                    imp.action_features[chosen],
+                    self.letters,
+                    label=event.label.value,
+                )
+            )
 
     def predict(
         self,
@@ -80,6 +130,16 @@ class OnlineLearner:
         for scope in sorted(self._policies):
             yield scope, self._policies[scope].to_bytes()
 
+    def state(self) -> LearnerState:
+        """A copy of everything learned, for a checkpoint or a snapshot."""
+        return LearnerState(
+            models=dict(self.models()),
+            outcome_model=self._outcomes.to_bytes() if self._outcomes is not None else None,
+            catalogue=self.catalogue.to_json(),
+            reactions=self.reactions.to_json(),
+            masks=dict(self._masks),
+        )
+
     @property
     def examples_learned(self) -> int:
         """Examples learned by this process (not counting those inside restored models)."""
@@ -89,3 +149,6 @@ class OnlineLearner:
         for policy in self._policies.values():
             policy.finish()
         self._policies.clear()
+        if self._outcomes is not None:
+            self._outcomes.finish()
+            self._outcomes = None

@@ -1,6 +1,8 @@
-"""A Vowpal Wabbit `cb_explore_adf` policy behind a small interface; the only `vowpalwabbit` import.
+"""Vowpal Wabbit models behind small interfaces; the only `vowpalwabbit` import.
 
-Models are saved with VW's resume state (the default since VW 9), so a restored policy
+`VowpalPolicy` is a `cb_explore_adf` policy (multi-line examples -> exploration pmf);
+`OutcomeModel` is a 3-class logistic model of P(helpful), P(not helpful), P(ignored).
+Models are saved with VW's resume state (the default since VW 9), so a restored model
 continues learning exactly where the saved one stopped (tests prove it).
 """
 
@@ -11,6 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 from vowpalwabbit import Workspace
@@ -18,19 +21,27 @@ from vowpalwabbit import Workspace
 from bandit.errors import LearnerError
 
 
-class VowpalPolicy:
-    """One VW workspace: `learn(lines)` and `predict(lines) -> pmf` on multi-line examples."""
+def _temp_file(data: bytes, prefix: str) -> str:
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".vw")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return path
 
-    def __init__(self, arguments: str, model: bytes | None = None) -> None:
+
+class _VowpalModel:
+    """One VW workspace: creation from arguments or saved bytes, saving, and release."""
+
+    def __init__(self, arguments: str, model: bytes | None = None, mask: bytes | None = None):
         self.arguments = arguments
-        self._model_path: str | None = None
+        self._files: list[str] = []
         args = arguments
         if model is not None:
-            fd, self._model_path = tempfile.mkstemp(prefix="nudge-model-", suffix=".vw")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(model)
-            # A saved model carries its reductions; only runtime flags are passed again.
-            args = f"--quiet -i {self._model_path}"
+            self._files.append(_temp_file(model, "nudge-model-"))
+            # A saved model carries its reductions and exploration settings.
+            args = f"--quiet -i {self._files[0]}"
+        if mask is not None:
+            self._files.append(_temp_file(mask, "nudge-mask-"))
+            args += f" --feature_mask {self._files[-1]}"
         try:
             self._ws: Workspace | None = Workspace(args)
         except Exception as exc:  # VW raises bare RuntimeError/ValueError on bad flags
@@ -40,23 +51,8 @@ class VowpalPolicy:
 
     def _workspace(self) -> Workspace:
         if self._ws is None:
-            raise LearnerError("policy is finished; create a new one")
+            raise LearnerError("model is finished; create a new one")
         return self._ws
-
-    def learn(self, lines: Sequence[str]) -> None:
-        """Learn one labelled multi-line example (shared line first)."""
-        self._workspace().learn(list(lines))
-        self.examples_learned += 1
-
-    def predict(self, lines: Sequence[str]) -> np.ndarray:
-        """The exploration pmf over the example's actions, in their order."""
-        pmf = self._workspace().predict(list(lines))
-        result = np.asarray(pmf, dtype=np.float64)
-        if result.shape != (len(lines) - 1,):
-            raise LearnerError(
-                f"VW returned {result.shape} probabilities for {len(lines) - 1} actions"
-            )
-        return result
 
     def to_bytes(self) -> bytes:
         """The model with its resume state, as VW writes it to a file."""
@@ -80,14 +76,50 @@ class VowpalPolicy:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self._model_path is not None:
-            Path(self._model_path).unlink(missing_ok=True)
-            self._model_path = None
+        for path in self._files:
+            Path(path).unlink(missing_ok=True)
+        self._files.clear()
 
-    def __enter__(self) -> VowpalPolicy:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.finish()
+
+
+class VowpalPolicy(_VowpalModel):
+    """A `cb_explore_adf` policy: `learn(lines)` and `predict(lines) -> pmf`."""
+
+    def learn(self, lines: Sequence[str]) -> None:
+        """Learn one labelled multi-line example (shared line first)."""
+        self._workspace().learn(list(lines))
+        self.examples_learned += 1
+
+    def predict(self, lines: Sequence[str]) -> np.ndarray:
+        """The exploration pmf over the example's actions, in their order."""
+        pmf = self._workspace().predict(list(lines))
+        result = np.asarray(pmf, dtype=np.float64)
+        if result.shape != (len(lines) - 1,):
+            raise LearnerError(
+                f"VW returned {result.shape} probabilities for {len(lines) - 1} actions"
+            )
+        return result
+
+
+class OutcomeModel(_VowpalModel):
+    """P(helpful), P(not helpful), P(ignored) of one shown message (VW `--oaa 3 --probabilities`)."""
+
+    def learn(self, line: str) -> None:
+        """Learn one labelled single-line example (label 1, 2 or 3)."""
+        self._workspace().learn(line)
+        self.examples_learned += 1
+
+    def predict(self, lines: Sequence[str]) -> np.ndarray:
+        """An (n, 3) array of outcome probabilities, one row per unlabelled line."""
+        ws = self._workspace()
+        rows = np.asarray([ws.predict(line) for line in lines], dtype=np.float64)
+        if rows.shape != (len(lines), 3):
+            raise LearnerError(f"VW returned {rows.shape} outcome probabilities for {len(lines)}")
+        return rows

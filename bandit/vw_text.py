@@ -32,10 +32,16 @@ def _features(features: Mapping[str, float | str]) -> str:
     return " ".join(parts)
 
 
+def _context_groups(
+    context: Mapping[str, Mapping[str, float | str]], letters: NamespaceLetters
+) -> str:
+    return " ".join(f"|{letters.context[ns]} {_features(f)}" for ns, f in context.items() if f)
+
+
 def shared_line(context: Mapping[str, Mapping[str, float | str]], letters: NamespaceLetters) -> str:
     """The `shared |l ... |c ...` line of a context."""
-    groups = [f"|{letters.context[ns]} {_features(f)}" for ns, f in context.items() if f]
-    return "shared " + " ".join(groups) if groups else "shared |"
+    groups = _context_groups(context, letters)
+    return "shared " + groups if groups else "shared |"
 
 
 def action_line(
@@ -62,3 +68,23 @@ def example_lines(
         index, cost, probability = label
         lines[index + 1] = f"0:{cost:.6g}:{probability:.6g} {lines[index + 1]}"
     return lines
+
+
+OUTCOME_CLASSES = ("helpful", "not_helpful", "ignored")  # VW --oaa classes 1, 2, 3
+
+
+def outcome_line(
+    context: Mapping[str, Mapping[str, float | str]],
+    action_id: str,
+    features: Mapping[str, float | str],
+    letters: NamespaceLetters,
+    label: str | None = None,
+) -> str:
+    """One single-line example of the outcome model: context and action in one line.
+
+    `label` is an outcome label (`helpful`, `not_helpful`, `ignored`), class 1, 2 or 3.
+    """
+    line = f"{_context_groups(context, letters)} {action_line(action_id, features, letters)}"
+    if label is None:
+        return line.strip()
+    return f"{OUTCOME_CLASSES.index(label) + 1} {line.strip()}"

@@ -192,6 +192,9 @@ class World:
         r_n = rewards.of(OutcomeLabel.NOT_HELPFUL, None)
         out = np.empty(len(trigger.candidates))
         for i, msg in enumerate(trigger.candidates):
+            if msg == rewards.none_action:
+                out[i] = rewards.send_nothing  # nothing shown: no reaction, no downstream value
+                continue
             ph, pn, pi = self.outcome_probabilities(learner, trigger, msg)
             reacted = ph * (q * r_h + (1 - q) * r_default) + pn * (q * r_n + (1 - q) * r_default)
             value = rewards.value_weight * q * (3.0 * ph + 1.0 * pn)

@@ -469,7 +469,8 @@ def synthetic_stream(
     for i in range(n):
         event_id = f"e{i:04d}"
         ts = T0 + 2.0 * i
-        envs.append(impression(event_id, ts, chosen=rng.randrange(2)))
+        chosen = rng.randrange(2)
+        envs.append(impression(event_id, ts, chosen=chosen))
         k = rng.choice([0, 1, 1, 2] if mode == "combine" else [0, 1, 1, 1])
         delays = sorted(rng.sample(range(1, int(WINDOW)), k))  # distinct, inside the window
         outs = [(delay, rng.choice(labels), rng.choice([None, 1.0, 2.0])) for delay in delays]
@@ -481,7 +482,8 @@ def synthetic_stream(
             values = [v for _, _, v in outs if v is not None]
             total = sum(values) if values else None
             label = outs[0][1]
-            expected[event_id] = (label.value, total, rewards.of(label, total), False)
+            reward = rewards.of(label, total, ("hint", "none")[chosen])
+            expected[event_id] = (label.value, total, reward, False)
     envs.sort(key=lambda e: e.event.ts)
     return envs, expected
 

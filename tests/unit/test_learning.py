@@ -362,9 +362,9 @@ def test_restored_policy_removes_its_temporary_model_file() -> None:
     data = model.to_bytes()
     model.finish()
     policy = VowpalPolicy(LearnerConfig().vw_arguments(), data)
-    path = policy._model_path
-    assert path is not None
+    paths = list(policy._files)
+    assert len(paths) == 1
     policy.finish()
     policy.finish()
-    assert policy._model_path is None
-    assert not os.path.exists(path)
+    assert policy._files == []
+    assert not os.path.exists(paths[0])

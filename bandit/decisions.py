@@ -1,0 +1,395 @@
+"""The decision library: load a snapshot, decide what to show (or nothing), log it exactly.
+
+`Decider.decide(trigger, learner_id, context)` returns the chosen action, its probability
+under the whole mixture (forced share, cold start, versions, the VW policy or the send rule),
+the full pmf, the policy version, why it was chosen, and the impression event to log.
+Hot reload: `reload()` (or the `watch()` thread) loads a new `LATEST` completely and verifies
+it before swapping one reference; a call in flight finishes on the policy it started with, and
+a snapshot that fails verification is refused while the previous one stays in use.
+Usable without Kafka; thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+from bandit.config import DecisionRuleConfig, DecisionsConfig
+from bandit.errors import NudgeError, SnapshotError
+from bandit.events import timestamp_text
+from bandit.learning import scope_of
+from bandit.mixture import (
+    collapse_versions,
+    message_mask,
+    mix,
+    send_rule_choice,
+    send_rule_pmf,
+    uniform_over,
+)
+from bandit.policies import OutcomeModel, VowpalPolicy
+from bandit.snapshots import Snapshot, SnapshotStore, load_snapshot
+from bandit.vw_text import example_lines, outcome_line
+
+log = logging.getLogger("nudge.decide")
+
+Why = Literal["exploit", "explore", "forced", "cold_start"]
+Context = Mapping[str, Mapping[str, float | str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision: what to show, with what probability, from which policy, and why."""
+
+    action: str
+    index: int
+    probability: float
+    pmf: tuple[float, ...]
+    actions: tuple[str, ...]
+    why: Why
+    policy_version: str
+    impression: dict[str, Any]  # the wire-format impression event, ready to log
+
+    def impression_json(self) -> bytes:
+        """The impression as JSON bytes for the impressions topic."""
+        return orjson.dumps(self.impression)
+
+
+class _RetryOnNewPolicy(Exception):
+    """The policy was swapped out and closed between picking it up and using it."""
+
+
+class LoadedPolicy:
+    """One verified snapshot with live VW models; predictions are serialised by a lock."""
+
+    def __init__(self, snapshot: Snapshot, rules: DecisionsConfig | None = None) -> None:
+        m = snapshot.manifest
+        self.snapshot = snapshot
+        self.version = m.policy_id
+        self.scope = m.scope
+        self.none_action = m.none_action
+        self.letters = m.letters()
+        self.rules = rules or m.decision_rules()
+        self.actions = m.actions
+        self.triggers = m.triggers
+        self.reactions = snapshot.state.reactions
+        self._rules_by_trigger: dict[str, DecisionRuleConfig] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._policies: dict[str, VowpalPolicy] = {}
+        self._outcomes: OutcomeModel | None = None
+        try:
+            for scope, model in snapshot.state.models.items():
+                self._policies[scope] = VowpalPolicy(m.vw_arguments, model)
+            if snapshot.state.outcome_model is not None:
+                self._outcomes = OutcomeModel("", snapshot.state.outcome_model)
+        except NudgeError as exc:
+            self.close()
+            raise SnapshotError(f"{snapshot.name}: a model did not load: {exc}") from exc
+        if any(r.policy == "send_rule" for r in self.rules.all_rules()) and not self._outcomes:
+            self.close()
+            raise SnapshotError(
+                f"{snapshot.name}: decision rules use send_rule but the snapshot has no outcome "
+                "model (set learner.outcome_model: true in the consumer's config)"
+            )
+
+    def rule_for(self, trigger: str) -> DecisionRuleConfig:
+        rule = self._rules_by_trigger.get(trigger)
+        if rule is None:
+            rule = self._rules_by_trigger[trigger] = self.rules.rule_for(trigger)
+        return rule
+
+    def policy_pmf(
+        self, trigger: str, context: Context, ids: Sequence[str], feats: Sequence[Mapping[str, Any]]
+    ) -> np.ndarray:
+        """VW's exploration pmf (uniform when the trigger's scope was never trained)."""
+        policy = self._policies.get(scope_of(self.scope, trigger))
+        if policy is None:
+            return np.full(len(ids), 1.0 / len(ids))
+        lines = example_lines(context, ids, feats, self.letters)
+        with self._lock:
+            if self._closed:
+                raise _RetryOnNewPolicy
+            return policy.predict(lines)
+
+    def outcome_probabilities(
+        self, context: Context, ids: Sequence[str], feats: Sequence[Mapping[str, Any]]
+    ) -> np.ndarray:
+        """(n, 3): P(helpful), P(not helpful), P(ignored) of showing each candidate."""
+        assert self._outcomes is not None  # noqa: S101 - checked in __init__
+        lines = [outcome_line(context, a, f, self.letters) for a, f in zip(ids, feats, strict=True)]
+        with self._lock:
+            if self._closed:
+                raise _RetryOnNewPolicy
+            return self._outcomes.predict(lines)
+
+    def close(self) -> None:
+        """Release the models once no call is using them."""
+        with self._lock:
+            self._closed = True
+            for policy in self._policies.values():
+                policy.finish()
+            if self._outcomes is not None:
+                self._outcomes.finish()
+
+
+class Decider:
+    """Decides nudges from the newest snapshot in a directory, reloading when it changes."""
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        seed: int | None = None,
+        rules: DecisionsConfig | None = None,
+    ) -> None:
+        self.store = SnapshotStore(directory)
+        self._rules = rules
+        self._rng = random.Random(seed)  # random() is atomic under the GIL: thread-safe
+        self._current: LoadedPolicy | None = None
+        self._pointer: tuple[str, str] | None = None
+        self._reload_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.reloads = 0
+        self.refused = 0
+        self.last_error: str | None = None
+        if not self.reload():
+            raise SnapshotError(self.last_error or f"{directory}: no snapshot could be loaded")
+
+    @classmethod
+    def from_snapshot(
+        cls, path: Path | str, *, seed: int | None = None, rules: DecisionsConfig | None = None
+    ) -> Decider:
+        """A decider on one snapshot directory (no `LATEST`, no reloading)."""
+        decider = cls.__new__(cls)
+        decider.store = SnapshotStore(Path(path).parent)
+        decider._rules = rules
+        decider._rng = random.Random(seed)
+        decider._reload_lock = threading.Lock()
+        decider._watcher = None
+        decider._stop = threading.Event()
+        decider.reloads = decider.refused = 0
+        decider.last_error = None
+        decider._pointer = None
+        decider._current = LoadedPolicy(load_snapshot(path), rules)
+        return decider
+
+    @property
+    def policy(self) -> LoadedPolicy:
+        if self._current is None:
+            raise SnapshotError("the decider is closed")
+        return self._current
+
+    @property
+    def version(self) -> str:
+        return self.policy.version
+
+    # ---- hot reload ---------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load `LATEST` if it changed; True if a new policy is now in use.
+
+        A snapshot that fails verification is refused (logged, `last_error`, `refused`) and
+        the policy in use stays.
+        """
+        with self._reload_lock:
+            try:
+                pointer = self.store.latest_pointer()
+                if pointer is None:
+                    self.last_error = f"{self.store.directory}: no snapshot yet (no LATEST)"
+                    return False
+                if pointer == self._pointer:
+                    return False
+                loaded = LoadedPolicy(
+                    load_snapshot(self.store.directory / pointer[0], pointer[1]), self._rules
+                )
+            except SnapshotError as exc:
+                self.refused += 1
+                self.last_error = str(exc)
+                log.error("snapshot refused, keeping %s: %s", self._version_or_none(), exc)
+                return False
+            old, self._current, self._pointer = self._current, loaded, pointer
+            self.reloads += 1
+            self.last_error = None
+        if old is not None:
+            old.close()  # waits for a call still predicting on it
+            log.info("policy %s replaced by %s", old.version, loaded.version)
+        return True
+
+    def _version_or_none(self) -> str:
+        return self._current.version if self._current else "nothing"
+
+    def watch(self, interval_s: float = 1.0) -> None:
+        """Reload in a daemon thread every `interval_s` until `close()`."""
+        if self._watcher is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.reload()
+
+        self._watcher = threading.Thread(target=loop, name="nudge-snapshot-watch", daemon=True)
+        self._watcher.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+    def __enter__(self) -> Decider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- deciding -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        trigger: str,
+        learner_id: str,
+        context: Context,
+        candidates: Sequence[str] | None = None,
+        *,
+        action_features: Mapping[str, Mapping[str, float | str]] | None = None,
+        reactions: int | None = None,
+        event_id: str | None = None,
+        timestamp: float | None = None,
+    ) -> Decision:
+        """Choose what to show `learner_id` at `trigger` (or nothing), with its exact probability.
+
+        `candidates` defaults to the actions the snapshot saw at `trigger`; features come from
+        the snapshot's catalogue unless `action_features` gives them. `reactions` overrides the
+        snapshot's count of the learner's logged outcomes (for cold start).
+        """
+        while True:
+            policy = self.policy
+            try:
+                return self._decide(
+                    policy, trigger, learner_id, context, candidates, action_features,
+                    reactions, event_id, timestamp,
+                )  # fmt: skip
+            except _RetryOnNewPolicy:
+                continue
+
+    def _decide(
+        self,
+        policy: LoadedPolicy,
+        trigger: str,
+        learner_id: str,
+        context: Context,
+        candidates: Sequence[str] | None,
+        action_features: Mapping[str, Mapping[str, float | str]] | None,
+        reactions: int | None,
+        event_id: str | None,
+        timestamp: float | None,
+    ) -> Decision:
+        ids = tuple(candidates) if candidates is not None else self._available(policy, trigger)
+        if not ids:
+            raise NudgeError(f"no candidate actions at trigger {trigger!r}")
+        features = action_features or {}
+        feats = tuple(features.get(a) or policy.actions.get(a, {}) for a in ids)
+        rule = policy.rule_for(trigger)
+        messages = message_mask(ids, policy.none_action)
+        uniform = uniform_over(messages)
+        if reactions is None:
+            reactions = policy.reactions.get(learner_id, 0)
+        cold = reactions < rule.cold_start_outcomes
+        if cold:
+            component = uniform
+        elif rule.policy == "bandit":
+            component = policy.policy_pmf(trigger, context, ids, feats)
+            if rule.versions == "best":
+                component = collapse_versions(component, ids, component)
+        else:
+            component = self._send_rule(policy, rule, context, ids, feats, messages)
+        pmf = mix(uniform, component, rule.forced_share)
+        index, why = self._sample(uniform, component, rule.forced_share, cold)
+        timestamp = time.time() if timestamp is None else timestamp
+        impression = {
+            "type": "impression",
+            "event_id": event_id or uuid.uuid4().hex,
+            "timestamp": timestamp_text(timestamp),
+            "trigger": trigger,
+            "learner_id": learner_id,
+            "context": {ns: dict(f) for ns, f in context.items()},
+            "actions": [{"id": a, "features": dict(f)} for a, f in zip(ids, feats, strict=True)],
+            "chosen": ids[index],
+            "probability": float(pmf[index]),
+            "pmf": pmf.tolist(),
+            "policy_version": policy.version,
+            "why": why,
+        }
+        return Decision(
+            action=ids[index],
+            index=index,
+            probability=float(pmf[index]),
+            pmf=tuple(impression["pmf"]),
+            actions=ids,
+            why=why,
+            policy_version=policy.version,
+            impression=impression,
+        )
+
+    @staticmethod
+    def _available(policy: LoadedPolicy, trigger: str) -> tuple[str, ...]:
+        offered = policy.triggers.get(trigger)
+        if offered is None:
+            raise NudgeError(
+                f"trigger {trigger!r} is not in snapshot {policy.version}'s catalogue "
+                f"({len(policy.triggers)} triggers); pass `candidates` explicitly"
+            )
+        return tuple(offered)
+
+    @staticmethod
+    def _send_rule(
+        policy: LoadedPolicy,
+        rule: DecisionRuleConfig,
+        context: Context,
+        ids: tuple[str, ...],
+        feats: tuple[Mapping[str, Any], ...],
+        messages: np.ndarray,
+    ) -> np.ndarray:
+        outcomes = policy.outcome_probabilities(context, ids, feats)
+        helpful = outcomes[:, 0]
+        if rule.versions == "best":
+            keep = collapse_versions(messages.astype(float), ids, np.where(messages, helpful, -1.0))
+            messages = keep > 0
+        none_index = ids.index(policy.none_action) if policy.none_action in ids else None
+        choice = send_rule_choice(outcomes, messages, none_index, rule.send_margin)
+        return send_rule_pmf(choice, len(ids), rule.send_rule_epsilon)
+
+    def _sample(
+        self, uniform: np.ndarray, component: np.ndarray, forced_share: float, cold: bool
+    ) -> tuple[int, Why]:
+        """Draw the mixture in two stages, so the reason is known: forced, or the component."""
+        if forced_share > 0.0 and self._rng.random() < forced_share:
+            return _draw(uniform, self._rng.random()), "forced"
+        index = _draw(component, self._rng.random())
+        if cold:
+            return index, "cold_start"
+        return index, "exploit" if index == int(np.argmax(component)) else "explore"
+
+
+def _draw(pmf: np.ndarray, u: float) -> int:
+    """Inverse-CDF draw; never returns a zero-probability action."""
+    cdf = np.cumsum(pmf)
+    index = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
+    index = min(index, len(pmf) - 1)
+    while pmf[index] <= 0.0:  # u landed exactly on a boundary followed by zeros
+        index -= 1
+    return index
