@@ -264,9 +264,7 @@ class LearnerConfig(_Section):
         """VW command line of the outcome model: P(helpful), P(not helpful), P(ignored)."""
         bits = self.vw_args.split()
         b = bits[bits.index("-b") + 1] if "-b" in bits[:-1] else "18"
-        return (
-            f"--oaa 3 --probabilities --loss_function logistic {self.feature_flags()} -b {b} --quiet"
-        )
+        return f"--oaa 3 --probabilities --loss_function logistic {self.feature_flags()} -b {b} --quiet"
 
 
 class DecisionRuleConfig(_Section):

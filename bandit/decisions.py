@@ -152,17 +152,7 @@ class Decider:
         seed: int | None = None,
         rules: DecisionsConfig | None = None,
     ) -> None:
-        self.store = SnapshotStore(directory)
-        self._rules = rules
-        self._rng = random.Random(seed)  # random() is atomic under the GIL: thread-safe
-        self._current: LoadedPolicy | None = None
-        self._pointer: tuple[str, str] | None = None
-        self._reload_lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
-        self.reloads = 0
-        self.refused = 0
-        self.last_error: str | None = None
+        self._setup(SnapshotStore(directory), seed, rules)
         if not self.reload():
             raise SnapshotError(self.last_error or f"{directory}: no snapshot could be loaded")
 
@@ -172,17 +162,23 @@ class Decider:
     ) -> Decider:
         """A decider on one snapshot directory (no `LATEST`, no reloading)."""
         decider = cls.__new__(cls)
-        decider.store = SnapshotStore(Path(path).parent)
-        decider._rules = rules
-        decider._rng = random.Random(seed)
-        decider._reload_lock = threading.Lock()
-        decider._watcher = None
-        decider._stop = threading.Event()
-        decider.reloads = decider.refused = 0
-        decider.last_error = None
-        decider._pointer = None
+        decider._setup(SnapshotStore(Path(path).parent), seed, rules)
         decider._current = LoadedPolicy(load_snapshot(path), rules)
         return decider
+
+    def _setup(self, store: SnapshotStore, seed: int | None, rules: DecisionsConfig | None) -> None:
+        self.store = store
+        self._rules = rules
+        # Exploration draws, not secrets; random() is one atomic C call, so thread-safe.
+        self._rng = random.Random(seed)  # noqa: S311
+        self._current: LoadedPolicy | None = None
+        self._pointer: tuple[str, str] | None = None
+        self._reload_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.reloads = 0
+        self.refused = 0
+        self.last_error: str | None = None
 
     @property
     def policy(self) -> LoadedPolicy:
