@@ -98,6 +98,10 @@ class JoinConfig(_Section):
     unmatched_wait_s: float | None = Field(
         None, gt=0, description="how long an outcome waits for its impression; default window_s"
     )
+    idle_partition_s: float = Field(
+        5.0, ge=0, description="wall seconds without records before a caught-up partition "
+        "stops holding the watermark back",
+    )  # fmt: skip
 
 
 class EpsilonConfig(_Section):
@@ -326,6 +330,9 @@ class SnapshotsConfig(_Section):
     directory: Path = Path(".nudge/snapshots")
     every_events: int = Field(5000, ge=1, description="publish after this many learned events")
     every_s: float = Field(10.0, gt=0, description="...or this long after the last, if any new")
+    min_interval_s: float = Field(
+        1.0, ge=0, description="when caught up, publish new data after at most this long"
+    )
     keep: int = Field(5, ge=1)
     kafka_topic: str | None = Field(None, description="also publish to this compacted topic")
 

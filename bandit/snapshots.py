@@ -273,3 +273,22 @@ def _verified_files(path: Path, manifest: SnapshotManifest) -> dict[str, bytes]:
             raise SnapshotError(f"{path / rel}: sha256 mismatch, the file was changed or corrupted")
         data[rel] = content
     return data
+
+
+def warm_start_state(snapshot: Path, freeze: str = "none") -> LearnerState:
+    """A new deployment's starting state from an earlier snapshot (or a store's `LATEST`).
+
+    With `freeze="unlearned_weights"` each policy model is also its own VW `--feature_mask`:
+    weights the snapshot never learned (zero) stay frozen; learned ones keep updating.
+    """
+    path = Path(snapshot)
+    loaded = SnapshotStore(path).load_latest() if (path / LATEST).exists() else load_snapshot(path)
+    state = loaded.state
+    masks = dict(state.models) if freeze == "unlearned_weights" else {}
+    return LearnerState(
+        models=dict(state.models),
+        outcome_model=state.outcome_model,
+        catalogue=state.catalogue,
+        reactions=state.reactions,
+        masks=masks,
+    )

@@ -12,15 +12,17 @@ import hashlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bandit.errors import CheckpointError
+from bandit.learning import LearnerState
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1 had no outcome model, catalogue, reactions or masks
 _CURRENT = "CURRENT"
 
 
@@ -34,6 +36,20 @@ class Checkpoint:
     stats: dict[str, Any]
     models: dict[str, bytes]  # policy scope -> VW model bytes
     vw_arguments: str
+    outcome_model: bytes | None = None
+    catalogue: dict[str, Any] = field(default_factory=dict)
+    reactions: dict[str, int] = field(default_factory=dict)
+    masks: dict[str, bytes] = field(default_factory=dict)  # scope -> VW --feature_mask model
+
+    def learner_state(self) -> LearnerState:
+        """What the learner resumes from."""
+        return LearnerState(
+            models=dict(self.models),
+            outcome_model=self.outcome_model,
+            catalogue=self.catalogue,
+            reactions=self.reactions,
+            masks=dict(self.masks),
+        )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -64,11 +80,11 @@ class CheckpointStore:
         tmp = self.directory / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "models").mkdir(parents=True)
-        model_files: dict[str, dict[str, str]] = {}
-        for i, (scope, model) in enumerate(sorted(ckpt.models.items())):
-            fname = f"models/policy-{i:04d}.vw"
-            _write(tmp / fname, model)
-            model_files[scope] = {"file": fname, "sha256": hashlib.sha256(model).hexdigest()}
+        model_files = _write_models(tmp, "policy", ckpt.models)
+        mask_files = _write_models(tmp, "mask", ckpt.masks)
+        outcome_files = _write_models(
+            tmp, "outcomes", {"outcomes": ckpt.outcome_model} if ckpt.outcome_model else {}
+        )
         state = {
             "format": FORMAT_VERSION,
             "sequence": ckpt.sequence,
@@ -77,6 +93,10 @@ class CheckpointStore:
             "join": ckpt.join_state,
             "stats": ckpt.stats,
             "models": model_files,
+            "masks": mask_files,
+            "outcome_model": outcome_files.get("outcomes"),
+            "catalogue": ckpt.catalogue,
+            "reactions": ckpt.reactions,
             "vw_arguments": ckpt.vw_arguments,
         }
         _write(tmp / "state.json", orjson.dumps(state))
@@ -113,23 +133,13 @@ class CheckpointStore:
             state = orjson.loads((path / "state.json").read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             raise CheckpointError(f"{path}: unreadable state.json ({exc})") from exc
-        if state.get("format") != FORMAT_VERSION:
+        if state.get("format") not in READABLE_FORMATS:
             raise CheckpointError(
-                f"{path}: checkpoint format {state.get('format')!r}, this version reads {FORMAT_VERSION}"
+                f"{path}: checkpoint format {state.get('format')!r}, this version reads "
+                f"{list(READABLE_FORMATS)}"
             )
-        models: dict[str, bytes] = {}
-        for scope, meta in state["models"].items():
-            try:
-                data = (path / meta["file"]).read_bytes()
-            except OSError as exc:
-                raise CheckpointError(
-                    f"{path / meta['file']}: unreadable model file ({exc})"
-                ) from exc
-            if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-                raise CheckpointError(
-                    f"{path / meta['file']}: sha256 mismatch, the model file is corrupt"
-                )
-            models[scope] = data
+        models = _read_models(path, state["models"])
+        outcome = state.get("outcome_model")
         return Checkpoint(
             sequence=int(state["sequence"]),
             offsets={k: int(v) for k, v in state["offsets"].items()},
@@ -137,4 +147,34 @@ class CheckpointStore:
             stats=state["stats"],
             models=models,
             vw_arguments=state["vw_arguments"],
+            outcome_model=_read_models(path, {"o": outcome})["o"] if outcome else None,
+            catalogue=state.get("catalogue", {}),
+            reactions=state.get("reactions", {}),
+            masks=_read_models(path, state.get("masks", {})),
         )
+
+
+def _write_models(
+    directory: Path, kind: str, models: dict[str, bytes]
+) -> dict[str, dict[str, str]]:
+    files: dict[str, dict[str, str]] = {}
+    for i, (key, model) in enumerate(sorted(models.items())):
+        fname = f"models/{kind}-{i:04d}.vw"
+        _write(directory / fname, model)
+        files[key] = {"file": fname, "sha256": hashlib.sha256(model).hexdigest()}
+    return files
+
+
+def _read_models(path: Path, files: dict[str, dict[str, str]]) -> dict[str, bytes]:
+    models: dict[str, bytes] = {}
+    for key, meta in files.items():
+        try:
+            data = (path / meta["file"]).read_bytes()
+        except OSError as exc:
+            raise CheckpointError(f"{path / meta['file']}: unreadable model file ({exc})") from exc
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise CheckpointError(
+                f"{path / meta['file']}: sha256 mismatch, the model file is corrupt"
+            )
+        models[key] = data
+    return models

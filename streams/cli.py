@@ -7,11 +7,17 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from bandit.config import Config, load_config
 from bandit.errors import BrokerError, NudgeError
+
+if TYPE_CHECKING:
+    from streams.closed_loop import RoundReport
+
+WHY_ORDER = ("exploit", "explore", "forced", "cold_start")
 
 EPILOG = """examples:
   scripts/kafka start                                   # local Apache Kafka on 127.0.0.1:9092
@@ -83,7 +89,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
     if ckpt is None:
         raise NudgeError(f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first")
-    learner = OnlineLearner(cfg.learner, ckpt.models)
+    learner = OnlineLearner(cfg.learner, state=ckpt.learner_state())
     world = World(args.seed, cfg.simulator.learners, cfg.simulator.courses)
     scores = score_learner(world, learner, cfg, args.decisions, args.seed + 1000).as_dict()
     learner.close()
@@ -113,6 +119,93 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"the policy holds back there {scores['none_chosen_where_best']:.0%} of the time"
     )
     print("  greedy choices: " + ", ".join(f"{a}={n}" for a, n in scores["greedy_actions"].items()))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bandit.snapshots import SnapshotStore
+    from streams.checkpoints import CheckpointStore
+
+    cfg = _config(args)
+    ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
+    if ckpt is None:
+        raise NudgeError(f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first")
+    out = args.out or cfg.snapshots.directory
+    store = SnapshotStore(out, cfg.snapshots.keep)
+    name = store.publish(cfg, ckpt.learner_state(), ckpt.offsets, int(ckpt.stats["learned"]))
+    print(f"{out}/{name}  (checkpoint {ckpt.sequence}, {ckpt.stats['learned']} learned events)")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from bandit.decisions import Decider
+
+    cfg = _config(args)
+    directory = args.snapshots or cfg.snapshots.directory
+    try:
+        context = orjson.loads(args.context)
+    except orjson.JSONDecodeError as exc:
+        raise NudgeError(f"--context must be a JSON object of namespaces: {exc}") from None
+    if not isinstance(context, dict):
+        raise NudgeError('--context must be a JSON object, e.g. \'{"learner": {"novice": 1}}\'')
+    with Decider(directory, seed=args.seed) as decider:
+        decisions = [
+            decider.decide(
+                args.trigger, args.learner, context, args.candidates, reactions=args.reactions
+            )
+            for _ in range(args.repeat)
+        ]
+    for decision in decisions:
+        print(decision.impression_json().decode())
+    return 0
+
+
+def _round_line(r: RoundReport) -> str:
+    why = r.why
+    total = sum(why.values()) or 1
+    shares = " ".join(f"{k}={why.get(k, 0) / total:.0%}" for k in WHY_ORDER)
+    return (
+        f"round {r.round:>3}  {r.policy:<14} learned {r.learned:>7,}  "
+        f"reward/decision {r.deployed:+.3f}  (random {r.uniform:+.3f}, send-to-all "
+        f"{r.send_to_all:+.3f}, oracle {r.oracle:+.3f})  holds back where best "
+        f"{r.none_mass_where_best:.0%}  [{shares}]"
+    )
+
+
+def cmd_loop(args: argparse.Namespace) -> int:
+    from streams.charts import ascii_chart, write_svg_chart
+    from streams.closed_loop import ClosedLoop, LoopOptions
+
+    cfg = _config(args)
+    if not args.verbose:
+        logging.getLogger("nudge.decide").setLevel(logging.WARNING)  # one line per reload
+    options = LoopOptions(
+        rounds=args.rounds,
+        decisions_per_round=args.decisions,
+        seed=args.seed,
+        snapshot_wait_s=args.wait,
+    )
+    print(
+        f"closed loop: {args.rounds} rounds x {args.decisions} decisions, seed {args.seed}; "
+        f"decisions from snapshots in {cfg.snapshots.directory}, learned by `nudge consume`"
+    )
+    reports = ClosedLoop(cfg, options).run(lambda r: print(_round_line(r), flush=True))
+    series = {
+        "policy": [r.deployed for r in reports],
+        "random": [r.uniform for r in reports],
+        "send-to-all": [r.send_to_all for r in reports],
+        "oracle": [r.oracle for r in reports],
+    }
+    print()
+    print("true expected reward per decision, by round:")
+    print(ascii_chart(series))
+    if args.plot:
+        write_svg_chart(series, args.plot, "True expected reward per decision, by round")
+        print(f"chart: {args.plot}")
+    if args.report_json:
+        args.report_json.write_bytes(
+            orjson.dumps([r.as_dict() for r in reports], option=orjson.OPT_INDENT_2)
+        )
     return 0
 
 
@@ -194,6 +287,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.set_defaults(func=cmd_score)
+
+    export = add(
+        "export",
+        "write a policy snapshot for decision services from the latest checkpoint",
+        "Export the latest checkpoint as a policy snapshot: manifest (policy id, VW arguments,\n"
+        "action catalogue per trigger, exploration and decision rules, rewards, trained-through\n"
+        "offsets, sha256 of every file) plus the VW models, published atomically with LATEST.\n"
+        "`nudge consume` publishes snapshots by itself (snapshots.every_events / every_s).",
+    )
+    export.add_argument(
+        "--out", type=Path, metavar="DIR",
+        help="snapshot directory (default: snapshots.directory from the config)",
+    )  # fmt: skip
+    export.set_defaults(func=cmd_export)
+
+    decide = add(
+        "decide",
+        "ask the latest snapshot what to show (prints the impression to log)",
+        "Load the newest snapshot and decide for one learner at one trigger, exactly as the\n"
+        "decision library does in a service: prints the impression event (chosen action, its\n"
+        "probability under the whole mixture, the pmf, policy version and why).",
+    )
+    decide.add_argument(
+        "--trigger", required=True, help="course-item-state, e.g. A/quiz-3/quiz-failed"
+    )
+    decide.add_argument("--learner", required=True, help="learner id")
+    decide.add_argument(
+        "--context", default="{}", help='context JSON, e.g. \'{"learner": {"novice": 1}}\''
+    )
+    decide.add_argument(
+        "--candidates", nargs="+", metavar="ACTION",
+        help="candidate action ids (default: those the snapshot saw at the trigger)",
+    )  # fmt: skip
+    decide.add_argument(
+        "--reactions", type=int,
+        help="the learner's logged outcomes, for cold start (default: the snapshot's count)",
+    )  # fmt: skip
+    decide.add_argument("--snapshots", type=Path, metavar="DIR", help="snapshot directory")
+    decide.add_argument("--seed", type=int, help="seed of the exploration draws")
+    decide.add_argument("--repeat", type=int, default=1, help="decide this many times")
+    decide.set_defaults(func=cmd_decide)
+
+    loop = add(
+        "loop",
+        "run the closed loop: simulated platform <-> decision library <-> Kafka <-> learner",
+        "The simulated platform asks the decision library (newest snapshot, hot-reloaded) what\n"
+        "to show, logs impressions and outcomes to Kafka; `nudge consume`, running alongside,\n"
+        "learns and publishes snapshots. After each round it prints the true expected reward\n"
+        "of the decisions made against random and send-to-all on the same decisions.",
+    )
+    loop.add_argument("--rounds", type=int, default=10, help="rounds (default: %(default)s)")
+    loop.add_argument(
+        "--decisions", type=int, default=2000, help="decisions per round (default: %(default)s)"
+    )
+    loop.add_argument("--seed", type=int, default=7, help="world seed (default: %(default)s)")
+    loop.add_argument(
+        "--wait", type=float, default=60.0, metavar="SECONDS",
+        help="longest wait for a snapshot covering a round (default: %(default)s)",
+    )  # fmt: skip
+    loop.add_argument("--plot", type=Path, metavar="SVG", help="also draw the curves as SVG")
+    loop.add_argument("--report-json", type=Path, metavar="PATH", help="per-round numbers")
+    loop.set_defaults(func=cmd_loop)
     return parser
 
 

@@ -23,7 +23,8 @@ import orjson
 
 from bandit.config import Config
 from bandit.events import Impression, decode_event
-from bandit.learning import OnlineLearner
+from bandit.learning import LearnerState, OnlineLearner
+from bandit.snapshots import SnapshotStore, warm_start_state
 from streams.checkpoints import Checkpoint, CheckpointStore
 from streams.decoding import decode_message
 from streams.envelopes import Rejected
@@ -59,6 +60,11 @@ def dead_letter_value(rejected: Rejected) -> bytes:
     return orjson.dumps(body)
 
 
+def reaction_cap(config: Config) -> int:
+    """How far to count each learner's reactions: the largest cold-start threshold in use."""
+    return max(r.cold_start_outcomes for r in config.decisions.all_rules())
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -80,12 +86,33 @@ class StreamLearner:
         self.join = RewardJoin.from_state(
             join_state.get("join", {}), config.join, config.rewards, self._decode_saved
         )
-        self.watermarks = WatermarkTracker(join_state.get("watermarks"))
-        self.learner = OnlineLearner(config.learner, ckpt.models if ckpt else None)
+        self.watermarks = WatermarkTracker(
+            join_state.get("watermarks"), idle_s=config.join.idle_partition_s
+        )
+        self.learner = OnlineLearner(
+            config.learner,
+            state=self._initial_state(ckpt),
+            none_action=config.rewards.none_action,
+            reaction_cap=reaction_cap(config),
+        )
         self.resumed_from = ckpt.sequence if ckpt else None
         self._dirty = 0
         self._last_checkpoint = time.monotonic()
         self.final_lag: int | None = None
+        self.snapshots = SnapshotStore(config.snapshots.directory, config.snapshots.keep)
+        self.published: str | None = None
+        self._learned_at_snapshot = self.stats.learned
+        self._consumed_at_snapshot = self.stats.consumed
+        self._last_snapshot = time.monotonic()
+
+    def _initial_state(self, ckpt: Checkpoint | None) -> LearnerState | None:
+        if ckpt is not None:
+            return ckpt.learner_state()
+        warm = self.config.learner.warm_start
+        if warm is None:
+            return None
+        log.info("no checkpoint: warm start from %s (freeze: %s)", warm.snapshot, warm.freeze)
+        return warm_start_state(warm.snapshot, warm.freeze)
 
     def _decode_saved(self, raw: bytes) -> Any:
         return decode_event(raw, self.rules)
@@ -120,7 +147,7 @@ class StreamLearner:
                 # A bounded run ends its input: close every open window (the default outcome).
                 self.join.close_all()
                 self._settle()
-            self.checkpoint()
+            self.checkpoint(publish=True)
             self.final_lag = sum(self.source.lag_by_partition().values())
         finally:
             self.producer.close()
@@ -139,9 +166,13 @@ class StreamLearner:
                 self._process(batch)
             lags = self.source.lag_by_partition()
             caught_up = {p for p, lag in lags.items() if lag == 0}
-            self.join.advance(self.watermarks.current(self.source.partition_keys, caught_up))
+            self.join.advance(
+                self.watermarks.current(self.source.partition_keys, caught_up, time.monotonic())
+            )
             self._settle()
-            if self._dirty and (
+            if self._snapshot_due(now, caught_up=len(caught_up) == len(lags)):
+                self.checkpoint(publish=True)
+            elif self._dirty and (
                 self._dirty >= self.config.checkpoint.every_events
                 or now - self._last_checkpoint >= self.config.checkpoint.every_s
             ):
@@ -166,7 +197,9 @@ class StreamLearner:
                 self.stats.impressions += 1
             else:
                 self.stats.outcomes += 1
-            self.watermarks.observe(tp_key(source.topic, source.partition), item.event.ts)
+            self.watermarks.observe(
+                tp_key(source.topic, source.partition), item.event.ts, time.monotonic()
+            )
             self.join.add(item)
         self._dirty += len(batch)
 
@@ -189,33 +222,63 @@ class StreamLearner:
 
     # ---- checkpoints and progress -------------------------------------------------------
 
-    def checkpoint(self) -> None:
-        """Save everything atomically, then commit the offsets it covers to the group."""
+    def _snapshot_due(self, now: float, caught_up: bool) -> bool:
+        """Publish after `every_events` learned; or, with anything new consumed, after
+        `every_s`, or once caught up with the topics (so deciders get the newest soon),
+        never more often than `min_interval_s`."""
+        cfg = self.config.snapshots
+        if self.stats.learned - self._learned_at_snapshot >= cfg.every_events:
+            return True
+        if self.stats.consumed == self._consumed_at_snapshot:
+            return False
+        elapsed = now - self._last_snapshot
+        return elapsed >= cfg.every_s or (caught_up and elapsed >= cfg.min_interval_s)
+
+    def checkpoint(self, publish: bool = False) -> None:
+        """Save everything atomically, then commit the offsets it covers to the group;
+        with `publish`, also export that state as a policy snapshot for decision services."""
         self.producer.flush()  # dead letters up to here are durable before the offsets move
         self.sequence += 1
         self.stats.checkpoints += 1
+        state = self.learner.state()
         ckpt = Checkpoint(
             sequence=self.sequence,
             offsets=dict(self.offsets),
             join_state={"join": self.join.state(), "watermarks": self.watermarks.highest},
             stats=self.stats.to_json(),
-            models=dict(self.learner.models()),
+            models=state.models,
             vw_arguments=self.config.learner.vw_arguments(),
+            outcome_model=state.outcome_model,
+            catalogue=state.catalogue,
+            reactions=state.reactions,
+            masks=state.masks,
         )
         self.store.save(ckpt)
         self.source.commit(self.offsets)
         self._dirty = 0
         self._last_checkpoint = time.monotonic()
+        if publish:
+            self._publish(state)
+
+    def _publish(self, state: LearnerState) -> None:
+        self.published = self.snapshots.publish(
+            self.config, state, dict(self.offsets), self.stats.learned
+        )
+        self.stats.snapshots += 1
+        self._learned_at_snapshot = self.stats.learned
+        self._consumed_at_snapshot = self.stats.consumed
+        self._last_snapshot = time.monotonic()
+        log.info("published snapshot %s (learned=%d)", self.published, self.stats.learned)
 
     def _report(self, seconds: float, before: tuple[int, int]) -> None:
         s = self.stats
         lag = sum(self.source.lag_by_partition().values())
         log.info(
             "consumed=%d (%.0f/s) impressions=%d outcomes=%d learned=%d (%.0f/s) dead_lettered=%d "
-            "pending=%d waiting=%d lag=%d checkpoints=%d rss=%.0fMB",
+            "pending=%d waiting=%d lag=%d checkpoints=%d snapshot=%s rss=%.0fMB",
             s.consumed, (s.consumed - before[0]) / seconds, s.impressions, s.outcomes, s.learned,
             (s.learned - before[1]) / seconds, s.dead_lettered, self.join.pending, self.join.waiting,
-            lag, s.checkpoints, _rss_mb(),
+            lag, s.checkpoints, self.published, _rss_mb(),
         )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
@@ -226,6 +289,7 @@ class StreamLearner:
             waiting=self.join.waiting,
             lag=self.final_lag,
             checkpoint_sequence=self.sequence,
+            snapshot=self.published,
             resumed_from=self.resumed_from,
             vw_arguments=self.config.learner.vw_arguments(),
             max_rss_mb=round(_rss_mb(), 1),

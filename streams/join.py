@@ -148,12 +148,16 @@ class RewardJoin:
         imp = pending.impression.event
         if not pending.outcomes:
             label = self.config.default_outcome
-            return JoinedEvent(imp, label, None, self.rewards.of(label, None, imp.chosen), defaulted=True)
+            return JoinedEvent(
+                imp, label, None, self.rewards.of(label, None, imp.chosen), defaulted=True
+            )
         outcomes = sorted((o.event for o in pending.outcomes), key=lambda o: o.ts)
         values = [o.value for o in outcomes if o.value is not None]
         value = sum(values) if values else None
         label = outcomes[0].label
-        return JoinedEvent(imp, label, value, self.rewards.of(label, value, imp.chosen), defaulted=False)
+        return JoinedEvent(
+            imp, label, value, self.rewards.of(label, value, imp.chosen), defaulted=False
+        )
 
     def advance(self, event_time: float) -> None:
         """Move the watermark to `event_time - allowed_lateness_s` and close what it passes."""

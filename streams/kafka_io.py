@@ -180,3 +180,21 @@ def read_topic(
             return [(r.key, r.value, dict(r.headers or [])) for r in consumer]
         finally:
             consumer.close()
+
+
+def end_offsets(cfg: KafkaConfig, topics: Iterable[str]) -> dict[str, int]:
+    """The next offset to be written in every partition of `topics` ("topic/partition" keys)."""
+    with _translated("end offsets"):
+        consumer = KafkaConsumer(
+            bootstrap_servers=cfg.bootstrap_servers, enable_auto_commit=False, **cfg.client
+        )
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(consumer.partitions_for_topic(topic) or set())
+            ]
+            ends = consumer.end_offsets(partitions)
+            return {tp_key(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
+        finally:
+            consumer.close()

@@ -54,6 +54,7 @@ class ConsumerStats:
     outcomes_learned: Counter[str] = field(default_factory=Counter)
     reward_sum: float = 0.0
     checkpoints: int = 0
+    snapshots: int = 0
     starts: int = 0
     ledger: Ledger = field(default_factory=Ledger)
 
@@ -89,6 +90,7 @@ class ConsumerStats:
             outcomes_learned=Counter(data["outcomes_learned"]),
             reward_sum=data["reward_sum"],
             checkpoints=data["checkpoints"],
+            snapshots=data.get("snapshots", 0),
             starts=data["starts"],
             ledger=Ledger(int(ledger.get("count", 0)), int(ledger.get("digest", "0"), 16)),
         )

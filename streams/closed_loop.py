@@ -1,0 +1,238 @@
+"""The closed loop on the simulator: decide with the live snapshot, log to Kafka, learn, reload.
+
+The simulated platform asks the decision library what to show at each trigger, logs the
+impression (with the decider's exact probability) and, after the learner's reaction delay,
+the outcome, to Kafka. A separately running `nudge consume` joins and learns and publishes
+snapshots; the decider hot-reloads them. After each round the true expected reward of the
+decisions actually made (exact, from the simulator) is reported next to what uniform random
+and send-to-all would have earned on the same decisions, so the climb is visible.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import orjson
+
+from bandit.config import Config
+from bandit.decisions import Decider
+from bandit.errors import NudgeError
+from bandit.events import OutcomeLabel, timestamp_text
+from bandit.learning import LearnerState
+from bandit.simulation.world import MESSAGE_FEATURES, Trigger, World
+from bandit.snapshots import SnapshotStore
+from streams.kafka_io import Producer, end_offsets, ensure_topics
+
+log = logging.getLogger("nudge.loop")
+_LABELS = (OutcomeLabel.HELPFUL, OutcomeLabel.NOT_HELPFUL, OutcomeLabel.IGNORED)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopOptions:
+    """How long the loop runs and how patiently it waits for the learner."""
+
+    rounds: int = 10
+    decisions_per_round: int = 2000
+    seed: int = 7
+    snapshot_wait_s: float = 60.0
+    watch_interval_s: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class RoundReport:
+    """The exact value of one round's decisions and of the baselines on the same decisions."""
+
+    round: int
+    decisions: int
+    policy: str
+    learned: int
+    deployed: float
+    uniform: float
+    send_to_all: float
+    never_send: float
+    oracle: float
+    none_mass_where_best: float
+    why: dict[str, int] = field(default_factory=dict)
+    waited_s: float = 0.0
+    caught_up: bool = True
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(slots=True)
+class _RoundTally:
+    n: int = 0
+    deployed: float = 0.0
+    uniform: float = 0.0
+    send_all: float = 0.0
+    never: float = 0.0
+    oracle: float = 0.0
+    none_best: int = 0
+    none_mass: float = 0.0
+    why: Counter[str] = field(default_factory=Counter)
+
+
+def initial_snapshot(config: Config, world: World, store: SnapshotStore) -> str:
+    """An untrained policy (uniform over every candidate) with the world's catalogue."""
+    catalogue = {
+        "actions": {a: dict(MESSAGE_FEATURES[a]) for t in world.triggers for a in t.candidates},
+        "triggers": {t.trigger_id: list(t.candidates) for t in world.triggers},
+    }
+    return store.publish(config, LearnerState(catalogue=catalogue), {}, 0)
+
+
+class ClosedLoop:
+    """Runs the simulated platform against a live consumer through Kafka and snapshots."""
+
+    def __init__(self, config: Config, options: LoopOptions) -> None:
+        self.config = config
+        self.options = options
+        sim = config.simulator
+        self.world = World(options.seed, sim.learners, sim.courses)
+        self.rng = np.random.default_rng([options.seed, 5])
+        self.t = datetime.fromisoformat(sim.start).timestamp()
+        self._outcomes: list[tuple[float, int, bytes, bytes]] = []
+        self._sequence = 0
+
+    def run(self, report: Callable[[RoundReport], None]) -> list[RoundReport]:
+        kcfg = self.config.kafka
+        topics = [kcfg.impressions_topic, kcfg.outcomes_topic]
+        ensure_topics(kcfg, [*topics, kcfg.dead_letter_topic], kcfg.topic_partitions)
+        store = SnapshotStore(self.config.snapshots.directory, self.config.snapshots.keep)
+        if store.latest_pointer() is None:
+            name = initial_snapshot(self.config, self.world, store)
+            log.info("no snapshot yet: starting from the untrained policy %s (uniform)", name)
+        reports: list[RoundReport] = []
+        producer = Producer(kcfg)
+        decider = Decider(store.directory, seed=self.options.seed)
+        decider.watch(self.options.watch_interval_s)
+        try:
+            for r in range(1, self.options.rounds + 1):
+                policy, learned = decider.version, decider.policy.snapshot.manifest.examples
+                tally = self._round(decider, producer)
+                producer.flush()
+                waited, caught_up = self._wait_for_learner(decider, topics)
+                reports.append(self._report(r, tally, policy, learned, waited, caught_up))
+                report(reports[-1])
+            self._send_outcomes(producer, until=math.inf)
+            producer.flush()
+        finally:
+            decider.close()
+            producer.close()
+        return reports
+
+    # ---- one round ----------------------------------------------------------------------
+
+    def _round(self, decider: Decider, producer: Producer) -> _RoundTally:
+        cfg, world, rng = self.config, self.world, self.rng
+        tally = _RoundTally()
+        for _ in range(self.options.decisions_per_round):
+            self.t += float(rng.exponential(cfg.simulator.mean_gap_s))
+            who = int(rng.integers(world.n_learners))
+            trig = world.triggers[int(rng.integers(len(world.triggers)))]
+            self._sequence += 1
+            event_id = f"loop{self.options.seed}-{self._sequence:09d}"
+            decision = decider.decide(
+                trig.trigger_id, f"u{who:06d}", world.context(who, trig), trig.candidates,
+                action_features=MESSAGE_FEATURES, event_id=event_id, timestamp=self.t,
+            )  # fmt: skip
+            self._send_outcomes(producer, until=self.t)
+            producer.send(
+                cfg.kafka.impressions_topic, event_id.encode(), decision.impression_json()
+            )
+            truth = world.expected_rewards(
+                who, trig, cfg.rewards, cfg.join, cfg.simulator.median_delay_s
+            )
+            pmf = np.asarray(decision.pmf)
+            none = trig.candidates.index(cfg.rewards.none_action)
+            tally.n += 1
+            tally.deployed += float(pmf @ truth)
+            tally.uniform += float(truth.mean())
+            tally.send_all += float(np.delete(truth, none).mean())
+            tally.never += float(truth[none])
+            tally.oracle += float(truth.max())
+            if int(np.argmax(truth)) == none:
+                tally.none_best += 1
+                tally.none_mass += float(pmf[none])
+            tally.why[decision.why] += 1
+            self._react(who, trig, decision.action, event_id)
+        self._send_outcomes(producer, until=self.t)
+        return tally
+
+    def _react(self, who: int, trig: Trigger, action: str, event_id: str) -> None:
+        """Draw the learner's reaction; queue its outcome event at the time it would arrive."""
+        cfg = self.config
+        if action == cfg.rewards.none_action:
+            return
+        probs = self.world.outcome_probabilities(who, trig, action)
+        label = _LABELS[int(self.rng.choice(3, p=probs))]
+        if label == OutcomeLabel.IGNORED:
+            return  # no reaction: nothing is sent, the join applies the default outcome
+        delay = float(self.rng.lognormal(math.log(cfg.simulator.median_delay_s), 1.0))
+        delay = min(delay, 1.5 * cfg.join.window_s)
+        value = float(self.rng.poisson(3.0 if label == OutcomeLabel.HELPFUL else 1.0))
+        outcome = {
+            "type": "outcome",
+            "event_id": event_id,
+            "timestamp": timestamp_text(self.t + delay),
+            "trigger": trig.trigger_id,
+            "outcome": label.value,
+            "value": value,
+        }
+        heapq.heappush(
+            self._outcomes,
+            (self.t + delay, self._sequence, event_id.encode(), orjson.dumps(outcome)),
+        )
+
+    def _send_outcomes(self, producer: Producer, until: float) -> None:
+        topic = self.config.kafka.outcomes_topic
+        while self._outcomes and self._outcomes[0][0] <= until:
+            _, _, key, value = heapq.heappop(self._outcomes)
+            producer.send(topic, key, value)
+
+    def _wait_for_learner(self, decider: Decider, topics: list[str]) -> tuple[float, bool]:
+        """Wait until the decider serves a snapshot trained through everything sent so far."""
+        started = time.monotonic()
+        ends = end_offsets(self.config.kafka, topics)
+        while True:
+            trained = decider.policy.snapshot.manifest.trained_through
+            if all(trained.get(k, 0) >= end for k, end in ends.items()):
+                return time.monotonic() - started, True
+            if time.monotonic() - started > self.options.snapshot_wait_s:
+                log.warning(
+                    "no snapshot covering the round after %.0fs (is `nudge consume` running?); "
+                    "going on with %s", self.options.snapshot_wait_s, decider.version,
+                )  # fmt: skip
+                return time.monotonic() - started, False
+            time.sleep(0.05)
+
+    @staticmethod
+    def _report(
+        r: int, t: _RoundTally, policy: str, learned: int, waited: float, caught_up: bool
+    ) -> RoundReport:
+        if t.n == 0:
+            raise NudgeError("a round needs at least one decision")
+        return RoundReport(
+            round=r,
+            decisions=t.n,
+            policy=policy,
+            learned=learned,
+            deployed=t.deployed / t.n,
+            uniform=t.uniform / t.n,
+            send_to_all=t.send_all / t.n,
+            never_send=t.never / t.n,
+            oracle=t.oracle / t.n,
+            none_mass_where_best=t.none_mass / t.none_best if t.none_best else 0.0,
+            why=dict(t.why),
+            waited_s=round(waited, 2),
+            caught_up=caught_up,
+        )
