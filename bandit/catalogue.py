@@ -30,7 +30,10 @@ class ActionCatalogue:
     def observe(self, impression: Impression) -> None:
         """Record the impression's candidates at its trigger (cheap when nothing is new)."""
         key = (impression.trigger, impression.action_ids)
-        if key in self._seen:
+        if key in self._seen and all(
+            self.actions.get(a) == f
+            for a, f in zip(impression.action_ids, impression.action_features, strict=True)
+        ):
             return
         self._seen.add(key)
         offered = self.triggers.setdefault(impression.trigger, [])

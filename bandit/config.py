@@ -209,7 +209,7 @@ class LearnerConfig(_Section):
             ("activity", "action"),
         ]
     )  # fmt: skip
-    vw_args: str = "--cb_type mtr -b 20 --learning_rate 0.5 --power_t 0.3"
+    vw_args: str = "--cb_type mtr -b 20 --learning_rate 0.1"
     low_rank: LowRankConfig | None = None
     outcome_model: bool = Field(
         False, description="also learn P(helpful/not helpful/ignored), for decision rule send_rule"
@@ -285,7 +285,7 @@ class DecisionRuleConfig(_Section):
 
     policy: Literal["bandit", "send_rule"] = "bandit"
     forced_share: float = Field(0.1, ge=0, le=1)
-    cold_start_outcomes: int = Field(0, ge=0)
+    cold_start_outcomes: int = Field(1, ge=0)
     versions: Literal["all", "best"] = "best"
     send_margin: float = Field(0.0, ge=-1, le=1)
     send_rule_epsilon: float = Field(0.05, ge=0, le=1)

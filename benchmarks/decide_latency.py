@@ -16,6 +16,11 @@ and, in the same run, the baselines each decision is compared with:
   example_lines    building the VW text lines alone (`vw_text.example_lines`)
   outcome_lines    building the outcome model's lines alone (`vw_text.outcome_line` per action)
 
+Each row gives p50, p90, p99, p99.9, mean and max in microseconds; ratios divide a decide
+row by its baselines at p50 and p99. If a configuration's decide() raises on the library as
+it is (send_rule does while VW drops `--probabilities` from a restored outcome model), the
+error is printed and that row is measured with the outcome model reopened with the flag.
+
 Every example has 5 candidate actions and 40 features: 25 shared context features in four
 namespaces plus 3 features on each action (VW also sees one `id=` feature per action).
 It then measures throughput (decisions/s) of one shared `Decider` called from 1 thread and
@@ -222,19 +227,22 @@ def summarize(samples_ns: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def time_calls(fn: Callable[[Any], object], pool: Sequence[Any], calls: int, warmup: int) -> dict:
-    """Latency of `fn(item)` over `calls` items cycled from `pool`, after `warmup` calls."""
+def time_calls(
+    fn: Callable[[Any], object], pool: Sequence[Any], calls: int, warmup: int, start: int = 0
+) -> list[int]:
+    """Nanoseconds of each of `calls` calls `fn(item)`, items cycled from `pool[start:]`,
+    after `warmup` untimed calls."""
     n = len(pool)
     for i in range(warmup):
         fn(pool[i % n])
     clock = time.perf_counter_ns
     samples = [0] * calls
     for i in range(calls):
-        item = pool[i % n]
+        item = pool[(start + i) % n]
         t0 = clock()
         fn(item)
         samples[i] = clock() - t0
-    return summarize(samples)
+    return samples
 
 
 def timer_overhead_ns(rounds: int = 20000) -> float:
@@ -351,10 +359,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "platform": platform.platform(),
             "numpy": np.__version__,
             "vowpalwabbit": _version("vowpalwabbit"),
+            "load_average_before": _load_average(),
         },
         "settings": {
             "calls": args.calls,
             "warmup": args.warmup,
+            "rounds": args.rounds,
             "pool": args.pool,
             "seed": args.seed,
             "gc": not args.no_gc,
@@ -374,7 +384,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for d in deciders.values():
                 d.close()
+    results["machine"]["load_average_after"] = _load_average()
     return results
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load: other work on a 2-core machine moves the tail a lot."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _check_deciders(deciders: dict[str, Decider], request: tuple, tmp: Path) -> dict[str, str]:
@@ -441,12 +460,12 @@ def _measure(
             ],
         }
         pools = {"vw_predict": vw_lines, "outcome_predict": oc_lines}
-        latency: dict[str, dict] = {}
-        for c in DECIDE_CONFIGS:
-            fn = decide_fn(deciders[c.name], cold=c.name == "cold_start")
-            latency[c.name] = _timed(args, fn, requests)
-        for name, fn in baselines.items():
-            latency[name] = _timed(args, fn, pools.get(name, requests))
+        rows: dict[str, tuple[Callable[[Any], object], Sequence[Any]]] = {
+            c.name: (decide_fn(deciders[c.name], c.name == "cold_start"), requests)
+            for c in DECIDE_CONFIGS
+        }
+        rows.update({name: (fn, pools.get(name, requests)) for name, fn in baselines.items()})
+        latency = {name: summarize(s) for name, s in _interleaved(args, rows).items()}
     finally:
         policy.finish()
     out["latency_us"] = latency
@@ -486,14 +505,27 @@ def _measure(
     return out
 
 
-def _timed(args: argparse.Namespace, fn: Callable[[Any], object], pool: Sequence[Any]) -> dict:
-    gc.collect()
-    if args.no_gc:
-        gc.disable()
-    try:
-        return time_calls(fn, pool, args.calls, args.warmup)
-    finally:
-        gc.enable()
+def _interleaved(
+    args: argparse.Namespace, rows: dict[str, tuple[Callable[[Any], object], Sequence[Any]]]
+) -> dict[str, list[int]]:
+    """Every row's samples, taken in `--rounds` interleaved rounds so that background load
+    on the machine falls on all rows alike rather than on whichever ran at the time."""
+    samples: dict[str, list[int]] = {name: [] for name in rows}
+    rounds = args.rounds
+    per_round = [args.calls // rounds + (r < args.calls % rounds) for r in range(rounds)]
+    done = 0
+    for r, calls in enumerate(per_round):
+        for name, (fn, pool) in rows.items():
+            warmup = args.warmup if r == 0 else min(args.warmup, 200)
+            gc.collect()
+            if args.no_gc:
+                gc.disable()
+            try:
+                samples[name] += time_calls(fn, pool, calls, warmup, start=done)
+            finally:
+                gc.enable()
+        done += calls
+    return samples
 
 
 def profile_text(fn: Callable[[Any], object], pool: Sequence[Any], calls: int, lines: int) -> str:
@@ -528,14 +560,16 @@ def report(r: dict[str, Any]) -> str:
     out = [
         "decide latency: bandit.decisions.Decider.decide(), in process",
         f"machine: {m['cpus']} CPUs, Python {m['python']}, vowpalwabbit {m['vowpalwabbit']}, "
-        f"numpy {m['numpy']}",
+        f"numpy {m['numpy']}; load average {_fmt_load(m['load_average_before'])} before, "
+        f"{_fmt_load(m['load_average_after'])} after (other processes inflate the tail)",
         f"snapshot: {snap['examples']} synthetic examples learned in {snap['train_s']:.1f} s; "
         f"policy `{snap['vw_arguments']}` + outcome model",
         f"example: {ex['actions']} candidate actions, {ex['total']} features = "
         f"{ex['shared']} shared context ({by_ns}) + {ex['action_total']} per-action "
         f"({' + '.join(map(str, ex['per_action']))}); VW also sees {ex['implicit_id_features']} "
         "implicit id= features",
-        f"timing: {s['calls']} timed calls per row after {s['warmup']} warm-up calls, "
+        f"timing: {s['calls']} timed calls per row in {s['rounds']} interleaved rounds after "
+        f"{s['warmup']} warm-up calls, "
         f"{s['pool']} distinct contexts cycled, perf_counter_ns per call "
         f"(timer overhead ~{r['timer_overhead_ns']:.0f} ns), GC {'on' if s['gc'] else 'off'}",
         "",
@@ -588,6 +622,10 @@ def report(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _fmt_load(load: list[float] | None) -> str:
+    return "/".join(f"{x:.2f}" for x in load) if load else "unknown"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/decide_latency.py",
@@ -599,6 +637,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--warmup", type=int, default=2000, help="untimed calls before each row (default 2000)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="interleave the rows in this many rounds of --calls/rounds calls (default 4)",
     )
     parser.add_argument(
         "--pool", type=int, default=512, help="distinct contexts cycled through (default 512)"
@@ -654,7 +698,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.throughput_calls is None:
         args.throughput_calls = args.calls
-    for name in ("calls", "warmup", "pool", "train_examples", "threads"):
+    for name in ("calls", "warmup", "rounds", "pool", "train_examples", "threads"):
         minimum = 0 if name == "warmup" else 1
         if getattr(args, name) < minimum:
             parser.error(f"--{name.replace('_', '-')} must be >= {minimum}")

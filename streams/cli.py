@@ -81,8 +81,9 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from bandit.learning import OnlineLearner
-    from bandit.simulation.scoring import score_learner
+    from bandit.simulation.scoring import score_decider, score_learner
     from bandit.simulation.world import World
+    from bandit.snapshots import SnapshotStore
     from streams.checkpoints import CheckpointStore
 
     cfg = _config(args)
@@ -95,6 +96,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     learner.close()
     scores["checkpoint"] = ckpt.sequence
     scores["learned"] = ckpt.stats.get("learned")
+    if SnapshotStore(cfg.snapshots.directory).latest_pointer() is not None:
+        from bandit.decisions import Decider
+
+        with Decider(cfg.snapshots.directory, seed=args.seed) as decider:
+            service = score_decider(world, decider, cfg, args.decisions, args.seed + 1000)
+            scores["decision_service"] = {"snapshot": decider.version, **service.as_dict()}
     if args.json:
         print(orjson.dumps(scores, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -104,7 +111,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"policy from checkpoint {ckpt.sequence} after {scores['learned']} learned events):")
     rows = [
         ("learned policy, greedy", "greedy"),
-        ("learned policy, with exploration", "exploration"),
+        ("learned policy, with VW exploration", "exploration"),
         ("best single message per trigger", "best_per_trigger"),
         ("uniform random (logging policy)", "uniform"),
         ("send to all (random message)", "send_to_all"),
@@ -112,8 +119,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         ("oracle (knows the truth)", "oracle"),
     ]
     for label, key in rows:
-        print(f"  {label:<36} {scores[key]:+.4f}")
-    print(f"  greedy gain over uniform random      {scores['greedy_minus_uniform']:+.4f}")
+        print(f"  {label:<40} {scores[key]:+.4f}")
+    service_scores = scores.get("decision_service")
+    if isinstance(service_scores, dict):
+        label = f"decision service, {service_scores['snapshot']}"
+        print(f"  {label:<40} {service_scores['exploration']:+.4f}  (whole mixture: forced share,")
+        print(f"  {'':<40} {'':>7}  cold start, versions, exploration)")
+    print(f"  greedy gain over uniform random          {scores['greedy_minus_uniform']:+.4f}")
     print(
         f"  'none' is truly best in {scores['none_best_share']:.0%} of decisions; "
         f"the policy holds back there {scores['none_chosen_where_best']:.0%} of the time"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bandit.config import Config
+from bandit.decisions import Decider
 from bandit.learning import OnlineLearner
 from bandit.simulation.world import MESSAGE_FEATURES, NONE_ACTION, Trigger, World
 
@@ -130,3 +131,22 @@ def score_policy(
         none_mass_elsewhere=mass_else / (decisions - none_best) if decisions > none_best else 0.0,
         greedy_actions=actions,
     )
+
+
+def score_decider(
+    world: World, decider: Decider, config: Config, decisions: int, seed: int
+) -> PolicyScores:
+    """Exact value of what a decision service would do: its whole mixture pmf per decision
+    (forced share, cold start from the snapshot's reaction counts, versions, exploration)."""
+
+    def pmf_of(who: int, trig: Trigger) -> np.ndarray:
+        decision = decider.decide(
+            trig.trigger_id,
+            f"u{who:06d}",
+            world.context(who, trig),
+            trig.candidates,
+            action_features=MESSAGE_FEATURES,
+        )
+        return np.asarray(decision.pmf)
+
+    return score_policy(world, pmf_of, config, decisions, seed)

@@ -8,11 +8,16 @@ exactly as the consumer would; a `SnapshotStore` then publishes what it learned.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bandit.config import Config, parse_config
+from bandit.decisions import Decider
 from bandit.learning import JoinedEvent, OnlineLearner
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
@@ -103,3 +108,71 @@ def candidates(learner: OnlineLearner, trigger_id: str) -> tuple[tuple[str, ...]
     """The action ids the learner saw at `trigger_id` and their catalogue features."""
     ids = tuple(learner.catalogue.triggers[trigger_id])
     return ids, tuple(learner.catalogue.actions[a] for a in ids)
+
+
+# ---- the propensity test's draws (run in worker processes, so module-level and picklable) -------
+
+WHYS = ("exploit", "explore", "forced", "cold_start")
+WARM = 1_000_000  # reactions far above any cold_start_outcomes: the learner is not cold
+LEARNER_ID = "u000011"
+T0 = 1_767_600_000.0  # 2026-01-05T08:00:00Z
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One decision rule of the propensity test: the policy's exploration and its use."""
+
+    name: str
+    exploration: dict[str, Any]
+    rule: dict[str, Any]
+    trigger: str
+    reactions: int = WARM
+    outcome_model: bool = False
+    learner: int = 11  # the simulated learner whose context every decision uses
+    seed: int = 2024
+
+
+@dataclass(frozen=True)
+class Draws:
+    """What `n` decisions of one rule reported, and the trained models' own predictions."""
+
+    rule: Rule
+    actions: tuple[str, ...]
+    counts: np.ndarray  # (actions, WHYS): decisions by chosen action and reason
+    pmfs: frozenset[tuple[float, ...]]  # every distinct pmf the decisions reported
+    mismatched_probabilities: int  # decisions whose probability is not pmf[chosen]
+    policy_pmf: np.ndarray  # the trained learner's own exploration pmf for this decision
+    outcomes: np.ndarray | None  # the snapshot's outcome probabilities (send rule only)
+
+
+def draw_decisions(rule: Rule, directory: str, n: int) -> Draws:
+    """Train and publish the rule's policy, then make `n` decisions from a `Decider` on it."""
+    config = make_config(rule.exploration, outcome_model=rule.outcome_model, rule=rule.rule)
+    ctx = context(rule.learner, rule.trigger)
+    learner = train(config, joined_events())
+    try:
+        publish(config, learner, Path(directory))
+        ids, feats = candidates(learner, rule.trigger)
+        policy_pmf = learner.predict(rule.trigger, ctx, ids, feats)
+    finally:
+        learner.close()
+    with Decider(directory, seed=rule.seed) as decider:
+        outcomes = None
+        if rule.outcome_model:
+            outcomes = decider.policy.outcome_probabilities(ctx, ids, feats)
+        seen: Counter[tuple[int, str]] = Counter()
+        pmfs: set[tuple[float, ...]] = set()
+        mismatched = 0
+        actions: tuple[str, ...] = ()
+        for _ in range(n):
+            d = decider.decide(
+                rule.trigger, LEARNER_ID, ctx, reactions=rule.reactions, event_id="e", timestamp=T0
+            )
+            seen[d.index, d.why] += 1
+            pmfs.add(d.pmf)
+            mismatched += d.probability != d.pmf[d.index]
+            actions = d.actions
+    counts = np.zeros((len(actions), len(WHYS)), dtype=np.int64)
+    for (index, why), count in seen.items():
+        counts[index, WHYS.index(why)] = count
+    return Draws(rule, actions, counts, frozenset(pmfs), mismatched, policy_pmf, outcomes)
