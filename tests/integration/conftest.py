@@ -71,6 +71,7 @@ def deployment(broker: str, tmp_path: Path) -> Callable[..., Deployment]:
             group_id=run,
         )
         data["checkpoint"]["directory"] = str(tmp_path / "checkpoints")
+        data["snapshots"]["directory"] = str(tmp_path / "snapshots")
         data["consumer"]["progress_every_s"] = 1
         for name, values in sections.items():
             data[name].update(values)
