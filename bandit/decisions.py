@@ -202,7 +202,10 @@ class Decider:
             try:
                 pointer = self.store.latest_pointer()
                 if pointer is None:
-                    self.last_error = f"{self.store.directory}: no snapshot yet (no LATEST)"
+                    self.last_error = (
+                        f"{self.store.directory}: no snapshot yet (no LATEST); run `nudge consume` "
+                        "or `nudge export` first"
+                    )
                     return False
                 if pointer == self._pointer:
                     return False
@@ -361,13 +364,14 @@ class Decider:
         messages: np.ndarray,
     ) -> np.ndarray:
         outcomes = policy.outcome_probabilities(context, ids, feats)
-        helpful = outcomes[:, 0]
-        if rule.versions == "best":
-            keep = collapse_versions(messages.astype(float), ids, np.where(messages, helpful, -1.0))
-            messages = keep > 0
         none_index = ids.index(policy.none_action) if policy.none_action in ids else None
         choice = send_rule_choice(outcomes, messages, none_index, rule.send_margin)
-        return send_rule_pmf(choice, len(ids), rule.send_rule_epsilon)
+        pmf = send_rule_pmf(choice, len(ids), rule.send_rule_epsilon)
+        if rule.versions == "best":
+            # The rule's choice is already a best version; its epsilon share of the other
+            # versions moves onto each message's most helpful one, as for the bandit policy.
+            pmf = collapse_versions(pmf, ids, np.where(messages, outcomes[:, 0], -1.0))
+        return pmf
 
     def _sample(
         self, uniform: np.ndarray, component: np.ndarray, forced_share: float, cold: bool

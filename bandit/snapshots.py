@@ -11,6 +11,7 @@ format version, so a tampered or foreign snapshot is refused before any model is
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -292,3 +293,36 @@ def warm_start_state(snapshot: Path, freeze: str = "none") -> LearnerState:
         reactions=state.reactions,
         masks=masks,
     )
+
+
+def pack_snapshot(path: Path | str) -> bytes:
+    """One verified snapshot as a single JSON message (for a compacted Kafka topic)."""
+    snapshot_dir = Path(path)
+    load_snapshot(snapshot_dir)  # refuse to ship a snapshot that does not verify
+    manifest = orjson.loads((snapshot_dir / MANIFEST).read_bytes())
+    files = {
+        rel: base64.b64encode((snapshot_dir / rel).read_bytes()).decode("ascii")
+        for rel in manifest["files"]
+    }
+    return orjson.dumps({"manifest": manifest, "files": files})
+
+
+def unpack_snapshot(message: bytes, store: SnapshotStore) -> str:
+    """Write a packed snapshot into `store` (verified first); returns its name."""
+    try:
+        bundle = orjson.loads(message)
+        manifest = dict(bundle["manifest"])
+        digests = manifest.pop("files")
+        files = {rel: base64.b64decode(text) for rel, text in bundle["files"].items()}
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"not a packed snapshot: {exc}") from exc
+    if set(files) != set(digests) or any(_sha256(files[r]) != d for r, d in digests.items()):
+        raise SnapshotError(
+            f"packed snapshot {manifest.get('policy_id')!r}: files do not match their sha256"
+        )
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SnapshotError(
+            f"packed snapshot format {manifest.get('format_version')!r}, this version reads "
+            f"{FORMAT_VERSION}"
+        )
+    return store.write(manifest, files)

@@ -24,6 +24,10 @@ EPILOG = """examples:
   nudge simulate --config config.yaml --events 20000 --seed 7 --invalid-fraction 0.02
   nudge consume  --config config.yaml --until-idle 5 --stats-json stats.json
   nudge score    --config config.yaml --seed 7
+  nudge consume  --config config.yaml &                 # learn continuously, publish snapshots
+  nudge loop     --config config.yaml --rounds 10       # closed loop: decide, log, learn, reload
+  nudge decide   --trigger A/quiz-3/quiz-failed --learner u000042 --context '{"learner": {"novice": 1}}'
+  nudge export   --config config.yaml --out snapshots/  # snapshot from the latest checkpoint
 
 Every config field can be overridden from the environment, e.g.
   NUDGE_KAFKA__BOOTSTRAP_SERVERS=broker:9092 NUDGE_CHECKPOINT__DIRECTORY=/var/lib/nudge nudge consume
@@ -146,6 +150,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     store = SnapshotStore(out, cfg.snapshots.keep)
     name = store.publish(cfg, ckpt.learner_state(), ckpt.offsets, int(ckpt.stats["learned"]))
     print(f"{out}/{name}  (checkpoint {ckpt.sequence}, {ckpt.stats['learned']} learned events)")
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from streams.snapshot_feed import follow_snapshots
+
+    cfg = _config(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    written = follow_snapshots(cfg, args.out, args.until_idle, stop)
+    print(f"{written} snapshots written to {args.out}")
     return 0
 
 
@@ -313,6 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="snapshot directory (default: snapshots.directory from the config)",
     )  # fmt: skip
     export.set_defaults(func=cmd_export)
+
+    follow = add(
+        "follow-snapshots",
+        "mirror the compacted snapshot topic into a local directory for a decision service",
+        "Read snapshots.kafka_topic (where `nudge consume` publishes every snapshot when it is\n"
+        "set) and write each newer snapshot, verified, into --out with its LATEST pointer; a\n"
+        "Decider watching that directory hot-reloads. Runs until SIGTERM unless --until-idle.",
+    )
+    follow.add_argument("--out", type=Path, required=True, metavar="DIR", help="local snapshot dir")
+    follow.add_argument(
+        "--until-idle", type=float, metavar="SECONDS",
+        help="exit after this many seconds without a new message",
+    )  # fmt: skip
+    follow.set_defaults(func=cmd_follow)
 
     decide = add(
         "decide",

@@ -24,12 +24,19 @@ import orjson
 from bandit.config import Config
 from bandit.events import Impression, decode_event
 from bandit.learning import LearnerState, OnlineLearner
-from bandit.snapshots import SnapshotStore, warm_start_state
+from bandit.snapshots import SnapshotStore, pack_snapshot, warm_start_state
 from streams.checkpoints import Checkpoint, CheckpointStore
 from streams.decoding import decode_message
 from streams.envelopes import Rejected
 from streams.join import RewardJoin
-from streams.kafka_io import MessageSource, Producer, ensure_topics, tp_key
+from streams.kafka_io import (
+    SNAPSHOT_MESSAGE_BYTES,
+    MessageSource,
+    Producer,
+    ensure_snapshot_topic,
+    ensure_topics,
+    tp_key,
+)
 from streams.stats import ConsumerStats
 from streams.watermarks import WatermarkTracker
 
@@ -132,6 +139,9 @@ class StreamLearner:
         ensure_topics(kcfg, [*topics, kcfg.dead_letter_topic], kcfg.topic_partitions)
         self.source = MessageSource(kcfg, topics)
         self.producer = Producer(kcfg)
+        if self.config.snapshots.kafka_topic is not None:
+            ensure_snapshot_topic(kcfg, self.config.snapshots.kafka_topic)
+            self.snapshot_producer = Producer(kcfg, max_request_size=SNAPSHOT_MESSAGE_BYTES)
         try:
             self.source.assign(self.offsets)
             log.info(
@@ -151,6 +161,8 @@ class StreamLearner:
             self.final_lag = sum(self.source.lag_by_partition().values())
         finally:
             self.producer.close()
+            if self.config.snapshots.kafka_topic is not None:
+                self.snapshot_producer.close()
             self.source.close()
             self.learner.close()
         return self.stats
@@ -264,6 +276,14 @@ class StreamLearner:
         self.published = self.snapshots.publish(
             self.config, state, dict(self.offsets), self.stats.learned
         )
+        topic = self.config.snapshots.kafka_topic
+        if topic is not None:
+            self.snapshot_producer.send(
+                topic,
+                key=self.config.decisions.policy_name.encode(),
+                value=pack_snapshot(self.snapshots.directory / self.published),
+            )
+            self.snapshot_producer.flush()
         self.stats.snapshots += 1
         self._learned_at_snapshot = self.stats.learned
         self._consumed_at_snapshot = self.stats.consumed

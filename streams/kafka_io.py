@@ -50,6 +50,25 @@ def ensure_topics(cfg: KafkaConfig, topics: Iterable[str], partitions: int) -> N
             admin.close()
 
 
+SNAPSHOT_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def ensure_snapshot_topic(cfg: KafkaConfig, topic: str) -> None:
+    """Create the compacted snapshot topic (latest snapshot per policy name) if missing."""
+    with _translated("admin"):
+        admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers, **cfg.client)
+        try:
+            if topic not in set(admin.list_topics()):
+                configs = {
+                    "cleanup.policy": "compact",
+                    "max.message.bytes": str(SNAPSHOT_MESSAGE_BYTES),
+                }
+                with suppress(TopicAlreadyExistsError):
+                    admin.create_topics([NewTopic(topic, 1, 1, topic_configs=configs)])
+        finally:
+            admin.close()
+
+
 class MessageSource:
     """Reads the impression and outcome topics from given offsets; tracks lag per partition."""
 
@@ -135,10 +154,14 @@ class MessageSource:
 class Producer:
     """Produces with acks=all (dead letters, simulated traffic); `flush()` before a checkpoint."""
 
-    def __init__(self, cfg: KafkaConfig) -> None:
+    def __init__(self, cfg: KafkaConfig, max_request_size: int = 1_048_576) -> None:
         with _translated("producer start"):
             self._producer = KafkaProducer(
-                bootstrap_servers=cfg.bootstrap_servers, acks="all", linger_ms=20, **cfg.client
+                bootstrap_servers=cfg.bootstrap_servers,
+                acks="all",
+                linger_ms=20,
+                max_request_size=max_request_size,
+                **cfg.client,
             )
 
     def send(
@@ -198,3 +221,29 @@ def end_offsets(cfg: KafkaConfig, topics: Iterable[str]) -> dict[str, int]:
             return {tp_key(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
         finally:
             consumer.close()
+
+
+class TopicFollower:
+    """Reads every partition of one topic from the beginning, then follows it (no group)."""
+
+    def __init__(self, cfg: KafkaConfig, topic: str, max_message_bytes: int) -> None:
+        with _translated("follower start"):
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=cfg.bootstrap_servers,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=max_message_bytes,
+                fetch_max_bytes=max_message_bytes,
+                **cfg.client,
+            )
+            ids = self._consumer.partitions_for_topic(topic) or set()
+            self._consumer.assign([TopicPartition(topic, p) for p in sorted(ids)])
+            self._consumer.seek_to_beginning()
+
+    def poll(self, timeout_ms: int) -> list[tuple[bytes | None, bytes]]:
+        with _translated("poll"):
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
+        return [(r.key, r.value) for records in batches.values() for r in records]
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)

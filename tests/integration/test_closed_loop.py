@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import uuid
 from collections.abc import Callable
 
 import numpy as np
@@ -99,3 +100,23 @@ def test_export_writes_a_snapshot_whose_decider_scores_like_the_checkpoint(
             got = decider.policy.policy_pmf(trig.trigger_id, ctx, trig.candidates, feats)
             np.testing.assert_array_equal(got, expected)
     learner.close()
+
+
+def test_snapshots_reach_a_decision_service_through_the_compacted_topic(
+    deployment: Callable[..., Deployment],
+) -> None:
+    dep = deployment(snapshots={"kafka_topic": f"{uuid.uuid4().hex[:8]}.snapshots"})
+    dep.simulate("--events", "2000", "--seed", "3")
+    done = dep.nudge("consume", "--until-idle", "3")
+    assert done.returncode == 0, done.stderr
+    mirror = dep.workdir / "mirror"
+    done = dep.nudge("follow-snapshots", "--out", str(mirror), "--until-idle", "3")
+    assert done.returncode == 0, done.stderr
+
+    published = SnapshotStore(dep.config.snapshots.directory).load_latest()
+    mirrored = SnapshotStore(mirror).load_latest()
+    assert mirrored.manifest.policy_id == published.manifest.policy_id
+    assert mirrored.state.models == published.state.models
+    assert mirrored.manifest.files == published.manifest.files
+    with Decider(mirror, seed=1) as decider:
+        assert decider.version == published.manifest.policy_id
