@@ -31,6 +31,9 @@ def _temp_file(data: bytes, prefix: str) -> str:
 class _VowpalModel:
     """One VW workspace: creation from arguments or saved bytes, saving, and release."""
 
+    # Options VW does not store in a saved model; a restored model needs them again.
+    RESTORE_FLAGS = ""
+
     def __init__(self, arguments: str, model: bytes | None = None, mask: bytes | None = None):
         self.arguments = arguments
         self._files: list[str] = []
@@ -38,7 +41,7 @@ class _VowpalModel:
         if model is not None:
             self._files.append(_temp_file(model, "nudge-model-"))
             # A saved model carries its reductions and exploration settings.
-            args = f"--quiet -i {self._files[0]}"
+            args = f"--quiet -i {self._files[0]} {self.RESTORE_FLAGS}".strip()
         if mask is not None:
             self._files.append(_temp_file(mask, "nudge-mask-"))
             args += f" --feature_mask {self._files[-1]}"
@@ -110,6 +113,8 @@ class VowpalPolicy(_VowpalModel):
 
 class OutcomeModel(_VowpalModel):
     """P(helpful), P(not helpful), P(ignored) of one shown message (VW `--oaa 3 --probabilities`)."""
+
+    RESTORE_FLAGS = "--probabilities --loss_function logistic"
 
     def learn(self, line: str) -> None:
         """Learn one labelled single-line example (label 1, 2 or 3)."""

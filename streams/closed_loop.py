@@ -26,7 +26,7 @@ from bandit.config import Config
 from bandit.decisions import Decider
 from bandit.errors import NudgeError
 from bandit.events import OutcomeLabel, timestamp_text
-from bandit.learning import LearnerState
+from bandit.learning import LearnerState, OnlineLearner
 from bandit.simulation.world import MESSAGE_FEATURES, Trigger, World
 from bandit.snapshots import SnapshotStore
 from streams.kafka_io import Producer, end_offsets, ensure_topics
@@ -82,12 +82,17 @@ class _RoundTally:
 
 
 def initial_snapshot(config: Config, world: World, store: SnapshotStore) -> str:
-    """An untrained policy (uniform over every candidate) with the world's catalogue."""
+    """The deployment's untrained state (policy uniform over every candidate; a fresh outcome
+    model if the send rule is configured) with the world's catalogue."""
     catalogue = {
         "actions": {a: dict(MESSAGE_FEATURES[a]) for t in world.triggers for a in t.candidates},
         "triggers": {t.trigger_id: list(t.candidates) for t in world.triggers},
     }
-    return store.publish(config, LearnerState(catalogue=catalogue), {}, 0)
+    learner = OnlineLearner(config.learner, state=LearnerState(catalogue=catalogue))
+    try:
+        return store.publish(config, learner.state(), {}, 0)
+    finally:
+        learner.close()
 
 
 class ClosedLoop:
