@@ -199,6 +199,10 @@ class LearnerConfig(_Section):
 
     scope: Literal["global", "per_trigger"] = "global"
     exploration: ExplorationConfig = Field(default_factory=EpsilonConfig)
+    exploration_by_trigger: dict[str, ExplorationConfig] = Field(
+        default_factory=dict,
+        description="fnmatch pattern -> exploration, first match wins (scope per_trigger only)",
+    )
     namespaces: dict[str, str] = Field(
         default_factory=lambda: {"learner": "l", "course": "c", "trigger": "t", "activity": "w"}
     )
@@ -235,6 +239,11 @@ class LearnerConfig(_Section):
                 raise ValueError(
                     f"interaction {list(pair)} names {unknown}; known: {sorted(known)}"
                 )
+        if self.exploration_by_trigger and self.scope != "per_trigger":
+            raise ValueError(
+                "exploration_by_trigger needs scope: per_trigger (one VW policy per trigger); "
+                f"scope is {self.scope!r}"
+            )
         tokens = self.vw_args.split()
         reserved = sorted(set(tokens) & exploration.RESERVED_VW_FLAGS)
         if reserved:
@@ -259,9 +268,17 @@ class LearnerConfig(_Section):
                 flags.append(f"--lrqfa {''.join(letters)}{lr.rank}")
         return " ".join(flags)
 
-    def vw_arguments(self) -> str:
-        """The full VW command line for a fresh policy."""
-        explore = build_exploration(self.exploration).vw_flags()
+    def exploration_for(self, trigger: str | None) -> ExplorationConfig:
+        """The exploration of `trigger`'s policy (the default for the global policy)."""
+        if trigger is not None:
+            for pattern, chosen in self.exploration_by_trigger.items():
+                if fnmatch.fnmatchcase(trigger, pattern):
+                    return chosen
+        return self.exploration
+
+    def vw_arguments(self, trigger: str | None = None) -> str:
+        """The full VW command line for a fresh policy (of `trigger`, with per_trigger scope)."""
+        explore = build_exploration(self.exploration_for(trigger)).vw_flags()
         return f"--cb_explore_adf {explore} {self.feature_flags()} {self.vw_args} --quiet".strip()
 
     def outcome_model_arguments(self) -> str:

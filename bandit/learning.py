@@ -66,11 +66,12 @@ class OnlineLearner:
         self.config = config
         self.none_action = none_action
         self.letters = NamespaceLetters(dict(config.namespaces), config.action_namespace)
-        self._arguments = config.vw_arguments()
         self._masks = dict(state.masks)
         self._policies: dict[str, VowpalPolicy] = {}
         for scope, model in state.models.items():
-            self._policies[scope] = VowpalPolicy(self._arguments, model, self._masks.get(scope))
+            self._policies[scope] = VowpalPolicy(
+                self._arguments_of(scope), model, self._masks.get(scope)
+            )
         self._outcomes: OutcomeModel | None = None
         if config.outcome_model:
             self._outcomes = OutcomeModel(config.outcome_model_arguments(), state.outcome_model)
@@ -80,10 +81,13 @@ class OnlineLearner:
     def scope_of(self, trigger: str) -> str:
         return scope_of(self.config.scope, trigger)
 
+    def _arguments_of(self, scope: str) -> str:
+        return self.config.vw_arguments(None if scope == GLOBAL_SCOPE else scope)
+
     def _policy(self, scope: str) -> VowpalPolicy:
         policy = self._policies.get(scope)
         if policy is None:
-            policy = self._policies[scope] = VowpalPolicy(self._arguments)
+            policy = self._policies[scope] = VowpalPolicy(self._arguments_of(scope))
         return policy
 
     def learn(self, event: JoinedEvent) -> None:

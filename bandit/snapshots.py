@@ -130,7 +130,13 @@ def snapshot_contents(
         "none_action": config.rewards.none_action,
         "actions": state.catalogue.get("actions", {}),
         "triggers": state.catalogue.get("triggers", {}),
-        "exploration": learner.exploration.model_dump(by_alias=True),
+        "exploration": {
+            "default": learner.exploration.model_dump(by_alias=True),
+            "by_trigger": {
+                pattern: e.model_dump(by_alias=True)
+                for pattern, e in learner.exploration_by_trigger.items()
+            },
+        },
         "decisions": config.decisions.model_dump(mode="json", exclude_none=True),
         "rewards": config.rewards.model_dump(mode="json"),
         "trained_through": dict(trained_through),
