@@ -164,6 +164,7 @@ class Decider:
         decider = cls.__new__(cls)
         decider._setup(SnapshotStore(Path(path).parent), seed, rules)
         decider._current = LoadedPolicy(load_snapshot(path), rules)
+        decider._fixed = True
         return decider
 
     def _setup(self, store: SnapshotStore, seed: int | None, rules: DecisionsConfig | None) -> None:
@@ -173,6 +174,8 @@ class Decider:
         self._rng = random.Random(seed)  # noqa: S311
         self._current: LoadedPolicy | None = None
         self._pointer: tuple[str, str] | None = None
+        self._refused_pointer: tuple[str, str] | None = None
+        self._fixed = False  # from_snapshot: one snapshot, never reloaded
         self._reload_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -199,6 +202,7 @@ class Decider:
         the policy in use stays.
         """
         with self._reload_lock:
+            pointer = None
             try:
                 pointer = self.store.latest_pointer()
                 if pointer is None:
@@ -207,14 +211,15 @@ class Decider:
                         "or `nudge export` first"
                     )
                     return False
-                if pointer == self._pointer:
-                    return False
+                if self._fixed or pointer in (self._pointer, self._refused_pointer):
+                    return False  # unchanged, or already refused (logged once)
                 loaded = LoadedPolicy(
                     load_snapshot(self.store.directory / pointer[0], pointer[1]), self._rules
                 )
             except SnapshotError as exc:
                 self.refused += 1
                 self.last_error = str(exc)
+                self._refused_pointer = pointer
                 log.error("snapshot refused, keeping %s: %s", self._version_or_none(), exc)
                 return False
             old, self._current, self._pointer = self._current, loaded, pointer

@@ -108,7 +108,9 @@ def test_collapse_preserves_total_mass_on_random_inputs() -> None:
     groups = ["hint", "review", "peer", "next"]
     for _ in range(200):
         k = int(rng.integers(1, 9))
-        ids = tuple(dict.fromkeys(f"{groups[rng.integers(4)]}.v{rng.integers(3)}" for _ in range(k)))
+        ids = tuple(
+            dict.fromkeys(f"{groups[rng.integers(4)]}.v{rng.integers(3)}" for _ in range(k))
+        )
         pmf = rng.dirichlet(np.ones(len(ids)))
         ranking = rng.random(len(ids))
 

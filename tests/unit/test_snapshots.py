@@ -78,7 +78,8 @@ def test_published_snapshot_loads_back_with_everything_the_manifest_promises(
     assert m.action_namespace == config.learner.action_namespace
     assert m.actions == state.catalogue["actions"]
     assert m.triggers == state.catalogue["triggers"]
-    assert m.exploration == {"algorithm": "softmax", "lambda": 4.0}
+    # the default exploration (the section may also list per-trigger ones)
+    assert m.exploration.get("default", m.exploration) == {"algorithm": "softmax", "lambda": 4.0}
     assert m.decision_rules() == config.decisions
     assert m.decision_rules().rule_for("B/final/final-passed").policy == "send_rule"
     assert m.reward_map() == config.rewards
@@ -264,7 +265,10 @@ REFUSALS = [
         rf"snapshot format {FORMAT_VERSION + 1}, this version of nudgebandit reads format "
         rf"{FORMAT_VERSION}; export the snapshot again",
     ),
-    (_no_format, rf"snapshot format None, this version of nudgebandit reads format {FORMAT_VERSION}"),
+    (
+        _no_format,
+        rf"snapshot format None, this version of nudgebandit reads format {FORMAT_VERSION}",
+    ),
     (_delete_the_reactions_file, r"reactions\.json: unreadable \(No such file or directory\)"),
     (_delete_the_manifest, r"no readable manifest\.json"),
     (_escape_the_snapshot, r"file '\.\./outside\.vw' is outside the snapshot"),
