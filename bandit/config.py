@@ -190,6 +190,22 @@ class WarmStartConfig(_Section):
     freeze: Literal["none", "unlearned_weights"] = "none"
 
 
+def _flag_name(token: str) -> str:
+    """The option a VW token sets: `--lrq=la4` -> `--lrq`, `-qla` -> `-q`."""
+    if token.startswith("--"):
+        return token.split("=", 1)[0]
+    if token.startswith("-") and len(token) > 2:
+        return token[:2]
+    return token
+
+
+def _default_algorithm(value: Any) -> Any:
+    """An exploration section without `algorithm` is epsilon-greedy (the default)."""
+    if isinstance(value, dict) and "algorithm" not in value:
+        return {**value, "algorithm": "epsilon"}
+    return value
+
+
 class LearnerConfig(_Section):
     """Vowpal Wabbit `cb_explore_adf` policy settings.
 
@@ -220,6 +236,20 @@ class LearnerConfig(_Section):
     )
     warm_start: WarmStartConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _exploration_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if "exploration" in data:
+                data["exploration"] = _default_algorithm(data["exploration"])
+            by_trigger = data.get("exploration_by_trigger")
+            if isinstance(by_trigger, dict):
+                data["exploration_by_trigger"] = {
+                    k: _default_algorithm(v) for k, v in by_trigger.items()
+                }
+        return data
+
     @model_validator(mode="after")
     def _check_namespaces(self) -> LearnerConfig:
         letters = [*self.namespaces.values(), self.action_namespace]
@@ -244,8 +274,9 @@ class LearnerConfig(_Section):
                 "exploration_by_trigger needs scope: per_trigger (one VW policy per trigger); "
                 f"scope is {self.scope!r}"
             )
-        tokens = self.vw_args.split()
-        reserved = sorted(set(tokens) & exploration.RESERVED_VW_FLAGS)
+        reserved = sorted(
+            {_flag_name(t) for t in self.vw_args.split()} & exploration.RESERVED_VW_FLAGS
+        )
         if reserved:
             raise ValueError(
                 f"vw_args must not contain {reserved}: set exploration, interactions and "

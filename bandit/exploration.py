@@ -86,3 +86,48 @@ RESERVED_VW_FLAGS = frozenset(
         "--feature_mask", "--oaa", "--probabilities",
     }
 )  # fmt: skip
+
+
+ALGORITHM_FLAGS = frozenset({"--softmax", "--bag", "--cover", "--squarecb", "--rnd"})
+
+
+def flag_values(arguments: str) -> dict[str, str]:
+    """`--flag value` pairs of a VW command line (`--flag` alone maps to "")."""
+    tokens = arguments.split()
+    values: dict[str, str] = {}
+    for i, token in enumerate(tokens):
+        if token.startswith("-") and not _is_number(token):
+            following = tokens[i + 1] if i + 1 < len(tokens) else ""
+            is_value = following and (not following.startswith("-") or _is_number(following))
+            values[token] = following if is_value else ""
+    return values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def same_exploration(saved_arguments: str, wanted_flags: str) -> bool:
+    """True if a policy saved with `saved_arguments` explores as `wanted_flags` says."""
+    saved, wanted = flag_values(saved_arguments), flag_values(wanted_flags)
+    if (ALGORITHM_FLAGS & set(saved)) != (ALGORITHM_FLAGS & set(wanted)):
+        return False
+    return all(_same_value(saved.get(flag), value) for flag, value in wanted.items())
+
+
+def only_epsilon_differs(saved_arguments: str, wanted_flags: str) -> bool:
+    """Both are plain epsilon-greedy (VW accepts a new `--epsilon` on a restored model)."""
+    saved, wanted = flag_values(saved_arguments), flag_values(wanted_flags)
+    return not (ALGORITHM_FLAGS & (set(saved) | set(wanted))) and "--epsilon" in wanted
+
+
+def _same_value(a: str | None, b: str) -> bool:
+    if a is None:
+        return False
+    if _is_number(a) and _is_number(b):
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+    return a == b

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from bandit.catalogue import ActionCatalogue, ReactionCounts
-from bandit.config import LearnerConfig
+from bandit.config import LearnerConfig, build_exploration
+from bandit.errors import LearnerError
 from bandit.events import Impression, OutcomeLabel
+from bandit.exploration import only_epsilon_differs, same_exploration
 from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.vw_text import NamespaceLetters, example_lines, outcome_line
 
@@ -43,6 +45,9 @@ class LearnerState:
     catalogue: dict[str, Any] = field(default_factory=dict)
     reactions: dict[str, int] = field(default_factory=dict)
     masks: dict[str, bytes] = field(default_factory=dict)  # scope -> VW --feature_mask model
+    arguments: dict[str, str] = field(
+        default_factory=dict
+    )  # scope -> VW arguments it was made with
 
 
 def scope_of(scope: str, trigger: str) -> str:
@@ -69,8 +74,9 @@ class OnlineLearner:
         self._masks = dict(state.masks)
         self._policies: dict[str, VowpalPolicy] = {}
         for scope, model in state.models.items():
+            runtime = self._runtime_flags(scope, state.arguments.get(scope))
             self._policies[scope] = VowpalPolicy(
-                self._arguments_of(scope), model, self._masks.get(scope)
+                self._arguments_of(scope), model, self._masks.get(scope), runtime
             )
         self._outcomes: OutcomeModel | None = None
         if config.outcome_model:
@@ -83,6 +89,22 @@ class OnlineLearner:
 
     def _arguments_of(self, scope: str) -> str:
         return self.config.vw_arguments(None if scope == GLOBAL_SCOPE else scope)
+
+    def _runtime_flags(self, scope: str, saved: str | None) -> str:
+        """Flags a restored policy takes from the config: `vw_args` (VW refuses ones that
+        disagree with the saved reductions) and a changed epsilon; a saved model keeps its
+        exploration algorithm, so asking for another one is an error, not silently ignored."""
+        trigger = None if scope == GLOBAL_SCOPE else scope
+        wanted = build_exploration(self.config.exploration_for(trigger)).vw_flags()
+        if saved is None or same_exploration(saved, wanted):
+            return self.config.vw_args
+        if only_epsilon_differs(saved, wanted):
+            return f"{self.config.vw_args} {wanted}"
+        raise LearnerError(
+            f"policy {scope!r} was saved with {saved!r}, but the config explores with "
+            f"{wanted!r}; a saved VW model keeps its exploration algorithm: restore "
+            "learner.exploration, or start a new deployment (a new checkpoint directory)"
+        )
 
     def _policy(self, scope: str) -> VowpalPolicy:
         policy = self._policies.get(scope)
@@ -142,6 +164,7 @@ class OnlineLearner:
             catalogue=self.catalogue.to_json(),
             reactions=self.reactions.to_json(),
             masks=dict(self._masks),
+            arguments={scope: self._arguments_of(scope) for scope in self._policies},
         )
 
     @property

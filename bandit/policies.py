@@ -34,14 +34,22 @@ class _VowpalModel:
     # Options VW does not store in a saved model; a restored model needs them again.
     RESTORE_FLAGS = ""
 
-    def __init__(self, arguments: str, model: bytes | None = None, mask: bytes | None = None):
+    def __init__(
+        self,
+        arguments: str,
+        model: bytes | None = None,
+        mask: bytes | None = None,
+        runtime_flags: str = "",
+    ):
+        """A fresh model from `arguments`, or a saved `model` (its reductions, interactions and
+        exploration come from the bytes; `runtime_flags`, e.g. a learning rate, are added)."""
         self.arguments = arguments
         self._files: list[str] = []
         args = arguments
         if model is not None:
             self._files.append(_temp_file(model, "nudge-model-"))
             # A saved model carries its reductions and exploration settings.
-            args = f"--quiet -i {self._files[0]} {self.RESTORE_FLAGS}".strip()
+            args = f"--quiet -i {self._files[0]} {self.RESTORE_FLAGS} {runtime_flags}".strip()
         if mask is not None:
             self._files.append(_temp_file(mask, "nudge-mask-"))
             args += f" --feature_mask {self._files[-1]}"
@@ -49,7 +57,13 @@ class _VowpalModel:
             self._ws: Workspace | None = Workspace(args)
         except Exception as exc:  # VW raises bare RuntimeError/ValueError on bad flags
             self._cleanup()
-            raise LearnerError(f"Vowpal Wabbit refused arguments {args!r}: {exc}") from exc
+            hint = (
+                "; a saved model keeps its reductions (cb_type, bits, interactions): change them "
+                "only with a new checkpoint directory"
+                if model is not None
+                else ""
+            )
+            raise LearnerError(f"Vowpal Wabbit refused arguments {args!r}: {exc}{hint}") from exc
         self.examples_learned = 0
 
     def _workspace(self) -> Workspace:

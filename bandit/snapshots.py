@@ -56,6 +56,7 @@ class SnapshotManifest(BaseModel):
     trained_through: dict[str, int]
     examples: int
     models: dict[str, str]  # policy scope -> file
+    policy_arguments: dict[str, str] = {}  # policy scope -> VW arguments it was created with
     outcome_model: str | None
     reactions: str
     files: dict[str, str]  # file -> sha256
@@ -142,6 +143,7 @@ def snapshot_contents(
         "trained_through": dict(trained_through),
         "examples": examples,
         "models": models,
+        "policy_arguments": dict(state.arguments),
         "outcome_model": outcome_file,
         "reactions": "reactions.json",
     }
@@ -256,6 +258,8 @@ def load_snapshot(path: Path | str, manifest_sha256: str | None = None) -> Snaps
         outcome_model=data[manifest.outcome_model] if manifest.outcome_model else None,
         catalogue={"actions": manifest.actions, "triggers": manifest.triggers},
         reactions={str(k): int(v) for k, v in reactions.items()},
+        arguments=dict(manifest.policy_arguments)
+        or {scope: manifest.vw_arguments for scope in manifest.models},
     )
     return Snapshot(path.name, manifest, state)
 
@@ -282,7 +286,9 @@ def _verified_files(path: Path, manifest: SnapshotManifest) -> dict[str, bytes]:
     return data
 
 
-def warm_start_state(snapshot: Path, freeze: str = "none") -> LearnerState:
+def warm_start_state(
+    snapshot: Path, freeze: Literal["none", "unlearned_weights"] = "none"
+) -> LearnerState:
     """A new deployment's starting state from an earlier snapshot (or a store's `LATEST`).
 
     With `freeze="unlearned_weights"` each policy model is also its own VW `--feature_mask`:
@@ -290,6 +296,8 @@ def warm_start_state(snapshot: Path, freeze: str = "none") -> LearnerState:
     """
     path = Path(snapshot)
     loaded = SnapshotStore(path).load_latest() if (path / LATEST).exists() else load_snapshot(path)
+    if freeze not in ("none", "unlearned_weights"):
+        raise SnapshotError(f"freeze must be 'none' or 'unlearned_weights', got {freeze!r}")
     state = loaded.state
     masks = dict(state.models) if freeze == "unlearned_weights" else {}
     return LearnerState(
@@ -298,6 +306,7 @@ def warm_start_state(snapshot: Path, freeze: str = "none") -> LearnerState:
         catalogue=state.catalogue,
         reactions=state.reactions,
         masks=masks,
+        arguments=state.arguments,
     )
 
 

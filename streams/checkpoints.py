@@ -40,6 +40,7 @@ class Checkpoint:
     catalogue: dict[str, Any] = field(default_factory=dict)
     reactions: dict[str, int] = field(default_factory=dict)
     masks: dict[str, bytes] = field(default_factory=dict)  # scope -> VW --feature_mask model
+    policy_arguments: dict[str, str] = field(default_factory=dict)  # scope -> VW arguments
 
     def learner_state(self) -> LearnerState:
         """What the learner resumes from."""
@@ -49,6 +50,8 @@ class Checkpoint:
             catalogue=self.catalogue,
             reactions=self.reactions,
             masks=dict(self.masks),
+            arguments=dict(self.policy_arguments)
+            or {scope: self.vw_arguments for scope in self.models},
         )
 
 
@@ -97,6 +100,7 @@ class CheckpointStore:
             "outcome_model": outcome_files.get("outcomes"),
             "catalogue": ckpt.catalogue,
             "reactions": ckpt.reactions,
+            "policy_arguments": ckpt.policy_arguments,
             "vw_arguments": ckpt.vw_arguments,
         }
         _write(tmp / "state.json", orjson.dumps(state))
@@ -151,6 +155,7 @@ class CheckpointStore:
             catalogue=state.get("catalogue", {}),
             reactions=state.get("reactions", {}),
             masks=_read_models(path, state.get("masks", {})),
+            policy_arguments=state.get("policy_arguments", {}),
         )
 
 

@@ -264,6 +264,7 @@ class StreamLearner:
             catalogue=state.catalogue,
             reactions=state.reactions,
             masks=state.masks,
+            policy_arguments=state.arguments,
         )
         self.store.save(ckpt)
         self.source.commit(self.offsets)
