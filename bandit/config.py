@@ -180,7 +180,8 @@ class WarmStartConfig(_Section):
     """Start a fresh deployment's policies from an earlier snapshot's models.
 
     The snapshot's model keeps its reductions (exploration algorithm, cb_type, interactions,
-    bits); only runtime flags such as `--epsilon` or the learning rate may change.
+    bits); `vw_args` runtime flags (learning rate...) and a new epsilon-greedy epsilon apply,
+    another exploration algorithm is refused.
     `freeze: unlearned_weights` passes VW `--feature_mask`: only weights the snapshot had
     learned (non-zero) keep updating; every other weight stays frozen at zero. VW has no
     per-namespace freeze; this mask is the part of the model it can hold fixed.
