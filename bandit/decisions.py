@@ -12,16 +12,15 @@ Usable without Kafka; thread-safe.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import orjson
 
 from bandit.config import DecisionRuleConfig, DecisionsConfig
@@ -29,7 +28,9 @@ from bandit.errors import NudgeError, SnapshotError
 from bandit.events import timestamp_text
 from bandit.learning import scope_of
 from bandit.mixture import (
+    argmax,
     collapse_versions,
+    draw,
     message_mask,
     mix,
     send_rule_choice,
@@ -38,7 +39,7 @@ from bandit.mixture import (
 )
 from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.snapshots import Snapshot, SnapshotStore, load_snapshot
-from bandit.vw_text import example_lines, outcome_line
+from bandit.vw_text import action_line, context_groups, shared_line
 
 log = logging.getLogger("nudge.decide")
 
@@ -83,6 +84,8 @@ class LoadedPolicy:
         self.triggers = m.triggers
         self.reactions = snapshot.state.reactions
         self._rules_by_trigger: dict[str, DecisionRuleConfig] = {}
+        # The catalogue's actions never change within a snapshot: render their VW text once.
+        self._action_lines = {a: action_line(a, f, self.letters) for a, f in m.actions.items()}
         self._lock = threading.Lock()
         self._closed = False
         self._policies: dict[str, VowpalPolicy] = {}
@@ -108,29 +111,48 @@ class LoadedPolicy:
             rule = self._rules_by_trigger[trigger] = self.rules.rule_for(trigger)
         return rule
 
+    def _action_texts(
+        self, ids: Sequence[str], feats: Sequence[Mapping[str, Any]] | None
+    ) -> list[str]:
+        if feats is None:
+            cached = self._action_lines
+            return [cached.get(a) or action_line(a, {}, self.letters) for a in ids]
+        return [action_line(a, f, self.letters) for a, f in zip(ids, feats, strict=True)]
+
     def policy_pmf(
-        self, trigger: str, context: Context, ids: Sequence[str], feats: Sequence[Mapping[str, Any]]
-    ) -> np.ndarray:
-        """VW's exploration pmf (uniform when the trigger's scope was never trained)."""
+        self,
+        trigger: str,
+        context: Context,
+        ids: Sequence[str],
+        feats: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[float]:
+        """VW's exploration pmf (uniform when the trigger's scope was never trained).
+
+        `feats` None means the catalogue's features (their VW text is cached).
+        """
         policy = self._policies.get(scope_of(self.scope, trigger))
         if policy is None:
-            return np.full(len(ids), 1.0 / len(ids))
-        lines = example_lines(context, ids, feats, self.letters)
+            return [1.0 / len(ids)] * len(ids)
+        lines = [shared_line(context, self.letters), *self._action_texts(ids, feats)]
         with self._lock:
             if self._closed:
                 raise _RetryOnNewPolicy
-            return policy.predict(lines)
+            return policy.predict_list(lines)
 
     def outcome_probabilities(
-        self, context: Context, ids: Sequence[str], feats: Sequence[Mapping[str, Any]]
-    ) -> np.ndarray:
-        """(n, 3): P(helpful), P(not helpful), P(ignored) of showing each candidate."""
+        self,
+        context: Context,
+        ids: Sequence[str],
+        feats: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[list[float]]:
+        """P(helpful), P(not helpful), P(ignored) of showing each candidate."""
         assert self._outcomes is not None  # noqa: S101 - checked in __init__
-        lines = [outcome_line(context, a, f, self.letters) for a, f in zip(ids, feats, strict=True)]
+        shared = context_groups(context, self.letters)
+        lines = [f"{shared} {text}" for text in self._action_texts(ids, feats)]
         with self._lock:
             if self._closed:
                 raise _RetryOnNewPolicy
-            return self._outcomes.predict(lines)
+            return self._outcomes.predict_list(lines)
 
     def close(self) -> None:
         """Release the models once no call is using them."""
@@ -305,8 +327,10 @@ class Decider:
         ids = tuple(candidates) if candidates is not None else self._available(policy, trigger)
         if not ids:
             raise NudgeError(f"no candidate actions at trigger {trigger!r}")
-        features = action_features or {}
-        feats = tuple(features.get(a) or policy.actions.get(a, {}) for a in ids)
+        catalogue = policy.actions
+        feats = tuple((action_features or {}).get(a) or catalogue.get(a) or {} for a in ids)
+        # VW text of the catalogue's own features is cached; given features are rendered.
+        given = feats if action_features else None
         rule = policy.rule_for(trigger)
         messages = message_mask(ids, policy.none_action)
         uniform = uniform_over(messages)
@@ -316,33 +340,33 @@ class Decider:
         if cold:
             component = uniform
         elif rule.policy == "bandit":
-            component = policy.policy_pmf(trigger, context, ids, feats)
+            component = policy.policy_pmf(trigger, context, ids, given)
             if rule.versions == "best":
                 component = collapse_versions(component, ids, component)
         else:
-            component = self._send_rule(policy, rule, context, ids, feats, messages)
+            component = self._send_rule(policy, rule, context, ids, given, messages)
         pmf = mix(uniform, component, rule.forced_share)
         index, why = self._sample(uniform, component, rule.forced_share, cold)
         timestamp = time.time() if timestamp is None else timestamp
         impression = {
             "type": "impression",
-            "event_id": event_id or uuid.uuid4().hex,
+            "event_id": event_id or os.urandom(16).hex(),
             "timestamp": timestamp_text(timestamp),
             "trigger": trigger,
             "learner_id": learner_id,
             "context": {ns: dict(f) for ns, f in context.items()},
             "actions": [{"id": a, "features": dict(f)} for a, f in zip(ids, feats, strict=True)],
             "chosen": ids[index],
-            "probability": float(pmf[index]),
-            "pmf": pmf.tolist(),
+            "probability": pmf[index],
+            "pmf": pmf,
             "policy_version": policy.version,
             "why": why,
         }
         return Decision(
             action=ids[index],
             index=index,
-            probability=float(pmf[index]),
-            pmf=tuple(impression["pmf"]),
+            probability=pmf[index],
+            pmf=tuple(pmf),
             actions=ids,
             why=why,
             policy_version=policy.version,
@@ -365,9 +389,9 @@ class Decider:
         rule: DecisionRuleConfig,
         context: Context,
         ids: tuple[str, ...],
-        feats: tuple[Mapping[str, Any], ...],
-        messages: np.ndarray,
-    ) -> np.ndarray:
+        feats: tuple[Mapping[str, Any], ...] | None,
+        messages: list[bool],
+    ) -> list[float]:
         outcomes = policy.outcome_probabilities(context, ids, feats)
         none_index = ids.index(policy.none_action) if policy.none_action in ids else None
         choice = send_rule_choice(outcomes, messages, none_index, rule.send_margin)
@@ -375,26 +399,17 @@ class Decider:
         if rule.versions == "best":
             # The rule's choice is already a best version; its epsilon share of the other
             # versions moves onto each message's most helpful one, as for the bandit policy.
-            pmf = collapse_versions(pmf, ids, np.where(messages, outcomes[:, 0], -1.0))
+            helpful = [row[0] if m else -1.0 for row, m in zip(outcomes, messages, strict=True)]
+            pmf = collapse_versions(pmf, ids, helpful)
         return pmf
 
     def _sample(
-        self, uniform: np.ndarray, component: np.ndarray, forced_share: float, cold: bool
+        self, uniform: list[float], component: list[float], forced_share: float, cold: bool
     ) -> tuple[int, Why]:
         """Draw the mixture in two stages, so the reason is known: forced, or the component."""
         if forced_share > 0.0 and self._rng.random() < forced_share:
-            return _draw(uniform, self._rng.random()), "forced"
-        index = _draw(component, self._rng.random())
+            return draw(uniform, self._rng.random()), "forced"
+        index = draw(component, self._rng.random())
         if cold:
             return index, "cold_start"
-        return index, "exploit" if index == int(np.argmax(component)) else "explore"
-
-
-def _draw(pmf: np.ndarray, u: float) -> int:
-    """Inverse-CDF draw; never returns a zero-probability action."""
-    cdf = np.cumsum(pmf)
-    index = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
-    index = min(index, len(pmf) - 1)
-    while pmf[index] <= 0.0:  # u landed exactly on a boundary followed by zeros
-        index -= 1
-    return index
+        return index, "exploit" if index == argmax(component) else "explore"

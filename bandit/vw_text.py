@@ -32,15 +32,16 @@ def _features(features: Mapping[str, float | str]) -> str:
     return " ".join(parts)
 
 
-def _context_groups(
+def context_groups(
     context: Mapping[str, Mapping[str, float | str]], letters: NamespaceLetters
 ) -> str:
+    """The `|l ... |c ...` namespace groups of a context (no `shared`, no label)."""
     return " ".join(f"|{letters.context[ns]} {_features(f)}" for ns, f in context.items() if f)
 
 
 def shared_line(context: Mapping[str, Mapping[str, float | str]], letters: NamespaceLetters) -> str:
     """The `shared |l ... |c ...` line of a context."""
-    groups = _context_groups(context, letters)
+    groups = context_groups(context, letters)
     return "shared " + groups if groups else "shared |"
 
 
@@ -84,7 +85,12 @@ def outcome_line(
 
     `label` is an outcome label (`helpful`, `not_helpful`, `ignored`), class 1, 2 or 3.
     """
-    line = f"{_context_groups(context, letters)} {action_line(action_id, features, letters)}"
+    line = f"{context_groups(context, letters)} {action_line(action_id, features, letters)}"
     if label is None:
         return line.strip()
-    return f"{OUTCOME_CLASSES.index(label) + 1} {line.strip()}"
+    return f"{outcome_class(label)} {line.strip()}"
+
+
+def outcome_class(label: str) -> int:
+    """The VW `--oaa` class of an outcome label: 1 helpful, 2 not helpful, 3 ignored."""
+    return OUTCOME_CLASSES.index(label) + 1

@@ -159,7 +159,7 @@ def draw_decisions(rule: Rule, directory: str, n: int) -> Draws:
     with Decider(directory, seed=rule.seed) as decider:
         outcomes = None
         if rule.outcome_model:
-            outcomes = decider.policy.outcome_probabilities(ctx, ids, feats)
+            outcomes = np.asarray(decider.policy.outcome_probabilities(ctx, ids, feats))
         seen: Counter[tuple[int, str]] = Counter()
         pmfs: set[tuple[float, ...]] = set()
         mismatched = 0

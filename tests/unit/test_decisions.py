@@ -812,7 +812,7 @@ def test_send_rule_sends_the_most_helpful_message_only_when_it_clears_the_margin
     with Decider(outcome_snapshots, seed=1) as probe:
         ids = probe.policy.triggers[QUIZ_FAILED]
         feats = [probe.policy.actions[a] for a in ids]
-        outcomes = probe.policy.outcome_probabilities(ctx, ids, feats)
+        outcomes = np.asarray(probe.policy.outcome_probabilities(ctx, ids, feats))
     assert outcomes.shape == (len(ids), 3)
     np.testing.assert_allclose(outcomes.sum(axis=1), 1.0, atol=1e-5)
     best = max((i for i, a in enumerate(ids) if a != NONE), key=lambda i: outcomes[i, 0])
@@ -843,7 +843,7 @@ def test_send_rule_with_versions_best_offers_only_the_most_helpful_version(
     with Decider(outcome_snapshots, seed=1, rules=DecisionsConfig(default=rule)) as decider:
         ids = decider.policy.triggers[QUIZ_FAILED]
         feats = [decider.policy.actions[a] for a in ids]
-        outcomes = decider.policy.outcome_probabilities(ctx, ids, feats)
+        outcomes = np.asarray(decider.policy.outcome_probabilities(ctx, ids, feats))
         helpful = outcomes[:, 0]
         decision = decider.decide(QUIZ_FAILED, LEARNER_ID, ctx, reactions=WARM)
 
