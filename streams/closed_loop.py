@@ -148,7 +148,7 @@ class ClosedLoop:
             event_id = f"loop{self.options.seed}-{self._sequence:09d}"
             decision = decider.decide(
                 trig.trigger_id, f"u{who:06d}", world.context(who, trig), trig.candidates,
-                action_features=MESSAGE_FEATURES, event_id=event_id, timestamp=self.t,
+                event_id=event_id, timestamp=self.t,
             )  # fmt: skip
             self._send_outcomes(producer, until=self.t)
             producer.send(
