@@ -1,0 +1,64 @@
+"""`nudge decide` and `nudge export` from the command line (no broker needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bandit.config import Config
+from bandit.events import decode_event
+from bandit.learning import LearnerState
+from bandit.snapshots import SnapshotStore
+from streams.cli import main
+
+TRIGGER = "A/quiz-3/quiz-failed"
+
+
+def _untrained_snapshot(directory: Path) -> None:
+    catalogue = {
+        "actions": {"hint": {"kind": "hint"}, "peer": {"kind": "peer"}, "none": {}},
+        "triggers": {TRIGGER: ["hint", "peer", "none"]},
+    }
+    SnapshotStore(directory).publish(Config(), LearnerState(catalogue=catalogue), {}, 0)
+
+
+def test_decide_prints_impressions_that_decode_under_the_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _untrained_snapshot(tmp_path)
+    code = main(
+        [
+            "decide", "--config", "config.yaml", "--snapshots", str(tmp_path),
+            "--trigger", TRIGGER, "--learner", "u1", "--context", '{"learner": {"novice": 1}}',
+            "--reactions", "3", "--repeat", "4", "--seed", "1",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        impression = decode_event(line.encode(), Config().event_rules())
+        assert impression.action_ids == ("hint", "peer", "none")  # type: ignore[union-attr]
+        assert orjson.loads(line)["policy_version"] == "nudge-000001"
+
+
+def test_decide_with_a_bad_context_says_what_is_expected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _untrained_snapshot(tmp_path)
+    code = main(
+        ["decide", "--snapshots", str(tmp_path), "--trigger", TRIGGER, "--learner", "u1",
+         "--context", "[1, 2]"]
+    )  # fmt: skip
+    assert code == 2
+    assert "--context must be a JSON object" in capsys.readouterr().err
+
+
+def test_export_without_a_checkpoint_says_to_consume_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NUDGE_CHECKPOINT__DIRECTORY", str(tmp_path / "none"))
+    assert main(["export", "--out", str(tmp_path / "out")]) == 2
+    assert "run `nudge consume` first" in capsys.readouterr().err
