@@ -20,7 +20,7 @@ from tests.integration.conftest import Deployment
 pytestmark = pytest.mark.kafka
 
 SEED = 7
-ROUNDS = 8
+ROUNDS = 12
 
 
 def test_closed_loop_learns_to_beat_random_and_send_to_all_and_holds_back_where_nothing_helps(
@@ -50,11 +50,12 @@ def test_closed_loop_learns_to_beat_random_and_send_to_all_and_holds_back_where_
     assert rounds[-1]["deployed"] - rounds[0]["deployed"] >= 0.12, rounds
 
     # The final snapshot on fresh decisions, scored exactly against the simulator's truth.
-    # Observed over 4 runs (seed 7, 8 rounds): deployed +0.164 to +0.171 against random -0.047
-    # and send-to-all -0.070; where sending nothing is truly best the greedy choice is `none`
-    # in 0.80-0.96 of decisions and `none` gets 0.68-0.80 of the mass, 0.03-0.07 elsewhere.
-    # The loop is not deterministic (which snapshot decides which round depends on timing),
-    # and a 6-round run once gave only 0.59: the thresholds leave room for that spread.
+    # Observed with 8 rounds over 6 runs (seed 7): deployed +0.149 to +0.171 against random
+    # -0.047 and send-to-all -0.070; where sending nothing is truly best the greedy choice is
+    # `none` in 0.50-0.96 of decisions (0.42-1.00 for six traffic seeds in process), and `none`
+    # gets 0.68-0.80 of the mass there, 0.03-0.07 elsewhere. With 16,000 decisions the
+    # epsilon-greedy learner sometimes has not yet settled where `none` wins by a hair; in
+    # process the worst of those runs reached 0.92 by 24,000 decisions, hence 12 rounds.
     cfg = dep.config
     world = World(SEED, cfg.simulator.learners, cfg.simulator.courses)
     with Decider(cfg.snapshots.directory, seed=SEED) as decider:
@@ -63,8 +64,10 @@ def test_closed_loop_learns_to_beat_random_and_send_to_all_and_holds_back_where_
     assert scores.exploration - scores.uniform >= 0.12, scores.as_dict()
     assert scores.exploration - scores.send_to_all >= 0.12, scores.as_dict()
     assert scores.none_best_share > 0.1  # the world does have places where nothing is best
-    assert scores.none_chosen_where_best >= 0.5, scores.as_dict()
-    assert scores.none_mass_where_best >= scores.none_mass_elsewhere + 0.3, scores.as_dict()
+    none_stats = {k: v for k, v in scores.as_dict().items() if k.startswith("none")}
+    assert scores.none_chosen_where_best >= 0.5, none_stats
+    assert scores.none_mass_where_best >= 4 * scores.none_mass_elsewhere, none_stats
+    assert scores.none_mass_where_best >= scores.none_mass_elsewhere + 0.3, none_stats
 
     # The consumer's last snapshot (on SIGTERM) is the one served, and it matches its checkpoint.
     ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
