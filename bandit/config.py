@@ -373,6 +373,36 @@ class DecisionsConfig(_Section):
         return self.default.model_copy(update=override.model_dump(exclude_none=True))
 
 
+class PruningConfig(_Section):
+    """Per-trigger pruning: hold a message back at a trigger once the evidence shows it is bad.
+
+    A message is pruned at a trigger when it has been shown `min_impressions` times and the
+    `confidence` interval of its `metric` lies wholly below `threshold`; it comes back when the
+    interval no longer does. `lift_vs_none`: value minus sending nothing; `reward`: value
+    itself; `gap_vs_best`: value minus the best other message's. Values are importance-weighted
+    (unbiased under any logging mixture) with a half-life in impressions. Pruned messages still
+    get `retest_share` of the decisions at their trigger, so evidence keeps coming.
+    `overrides`: trigger pattern -> message -> `keep` (never pruned) or `hold` (never shown).
+    """
+
+    enabled: bool = True
+    metric: Literal["lift_vs_none", "reward", "gap_vs_best"] = "lift_vs_none"
+    threshold: float = -0.05
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    min_impressions: int = Field(200, ge=1)
+    retest_share: float = Field(0.05, ge=0.0, le=0.5)
+    half_life_impressions: float = Field(20_000.0, gt=0)
+    evaluate_every_events: int = Field(500, ge=1)
+    overrides: dict[str, dict[str, Literal["keep", "hold"]]] = Field(default_factory=dict)
+
+    def override_for(self, trigger: str, action: str) -> Literal["keep", "hold"] | None:
+        """The manual status of `action` at `trigger`, first matching pattern wins."""
+        for pattern, actions in self.overrides.items():
+            if fnmatch.fnmatchcase(trigger, pattern) and action in actions:
+                return actions[action]
+        return None
+
+
 class SnapshotsConfig(_Section):
     """Policy snapshots the consumer publishes for decision services."""
 
@@ -433,6 +463,7 @@ class Config(_Section):
     consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     decisions: DecisionsConfig = Field(default_factory=DecisionsConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
 
     @model_validator(mode="after")

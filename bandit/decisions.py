@@ -11,6 +11,7 @@ Usable without Kafka; thread-safe.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import random
@@ -43,7 +44,7 @@ from bandit.vw_text import action_line, context_groups, shared_line
 
 log = logging.getLogger("nudge.decide")
 
-Why = Literal["exploit", "explore", "forced", "cold_start"]
+Why = Literal["exploit", "explore", "forced", "cold_start", "retest"]
 Context = Mapping[str, Mapping[str, float | str]]
 
 
@@ -83,6 +84,10 @@ class LoadedPolicy:
         self.actions = m.actions
         self.triggers = m.triggers
         self.reactions = snapshot.state.reactions
+        self.retest_share = float(m.pruning.get("retest_share", 0.0))
+        self._held: dict[str, dict[str, str]] = dict(m.pruning.get("held", {}))
+        self._overrides: dict[str, dict[str, str]] = dict(m.pruning.get("overrides", {}))
+        self._holds_by_trigger: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._rules_by_trigger: dict[str, DecisionRuleConfig] = {}
         # The catalogue's actions never change within a snapshot: render their VW text once.
         self._action_lines = {a: action_line(a, f, self.letters) for a, f in m.actions.items()}
@@ -104,6 +109,21 @@ class LoadedPolicy:
                 f"{snapshot.name}: decision rules use send_rule but the snapshot has no outcome "
                 "model (set learner.outcome_model: true in the consumer's config)"
             )
+
+    def holds_for(self, trigger: str) -> tuple[frozenset[str], frozenset[str]]:
+        """(pruned, held) messages at `trigger`: pruned ones still get the re-test share,
+        held ones (manual `hold`) none; a manual `keep` overrides pruning."""
+        cached = self._holds_by_trigger.get(trigger)
+        if cached is None:
+            statuses = dict(self._held.get(trigger, {}))
+            for pattern, actions in self._overrides.items():
+                if fnmatch.fnmatchcase(trigger, pattern):
+                    for action, manual in actions.items():
+                        statuses.setdefault(action, "forced_hold" if manual == "hold" else "keep")
+            pruned = frozenset(a for a, s in statuses.items() if s == "pruned")
+            held = frozenset(a for a, s in statuses.items() if s == "forced_hold")
+            cached = self._holds_by_trigger[trigger] = (pruned, held)
+        return cached
 
     def rule_for(self, trigger: str) -> DecisionRuleConfig:
         rule = self._rules_by_trigger.get(trigger)
@@ -329,24 +349,29 @@ class Decider:
             raise NudgeError(f"no candidate actions at trigger {trigger!r}")
         catalogue = policy.actions
         feats = tuple((action_features or {}).get(a) or catalogue.get(a) or {} for a in ids)
-        # VW text of the catalogue's own features is cached; given features are rendered.
-        given = feats if action_features else None
-        rule = policy.rule_for(trigger)
-        messages = message_mask(ids, policy.none_action)
-        uniform = uniform_over(messages)
         if reactions is None:
             reactions = policy.reactions.get(learner_id, 0)
-        cold = reactions < rule.cold_start_outcomes
-        if cold:
-            component = uniform
-        elif rule.policy == "bandit":
-            component = policy.policy_pmf(trigger, context, ids, given)
-            if rule.versions == "best":
-                component = collapse_versions(component, ids, component)
+        pruned, held = policy.holds_for(trigger)
+        offered = [i for i, a in enumerate(ids) if a not in pruned and a not in held]
+        if not offered:  # everything held back and no send-nothing action: hold nothing
+            offered = list(range(len(ids)))
+        retest = [i for i, a in enumerate(ids) if a in pruned and a not in held]
+        share = policy.retest_share if retest and len(offered) < len(ids) else 0.0
+        sub_ids = tuple(ids[i] for i in offered)
+        # VW text of the catalogue's own features is cached; given features are rendered.
+        sub_given = tuple(feats[i] for i in offered) if action_features else None
+        sub_pmf, sub_index, why = self._choose(
+            policy, trigger, context, sub_ids, sub_given, reactions
+        )
+        pmf = [0.0] * len(ids)
+        for j, i in enumerate(offered):
+            pmf[i] = (1.0 - share) * sub_pmf[j]
+        for i in retest if share else ():
+            pmf[i] += share / len(retest)
+        if share and self._rng.random() < share:
+            index, why = retest[draw([1.0] * len(retest), self._rng.random())], "retest"
         else:
-            component = self._send_rule(policy, rule, context, ids, given, messages)
-        pmf = mix(uniform, component, rule.forced_share)
-        index, why = self._sample(uniform, component, rule.forced_share, cold)
+            index = offered[sub_index]
         timestamp = time.time() if timestamp is None else timestamp
         impression = {
             "type": "impression",
@@ -372,6 +397,32 @@ class Decider:
             policy_version=policy.version,
             impression=impression,
         )
+
+    def _choose(
+        self,
+        policy: LoadedPolicy,
+        trigger: str,
+        context: Context,
+        ids: tuple[str, ...],
+        given: tuple[Mapping[str, Any], ...] | None,
+        reactions: int,
+    ) -> tuple[list[float], int, Why]:
+        """The mixture over the offered candidates and a draw from it: (pmf, index, why)."""
+        rule = policy.rule_for(trigger)
+        messages = message_mask(ids, policy.none_action)
+        uniform = uniform_over(messages)
+        cold = reactions < rule.cold_start_outcomes
+        if cold:
+            component = uniform
+        elif rule.policy == "bandit":
+            component = policy.policy_pmf(trigger, context, ids, given)
+            if rule.versions == "best":
+                component = collapse_versions(component, ids, component)
+        else:
+            component = self._send_rule(policy, rule, context, ids, given, messages)
+        pmf = mix(uniform, component, rule.forced_share)
+        index, why = self._sample(uniform, component, rule.forced_share, cold)
+        return pmf, index, why
 
     @staticmethod
     def _available(policy: LoadedPolicy, trigger: str) -> tuple[str, ...]:

@@ -116,7 +116,7 @@ class ImpressionIn(_Wire):
     probability: Probability
     pmf: list[Probability] | None = None
     policy_version: Annotated[str, StringConstraints(max_length=128)] = "unknown"
-    why: Literal["exploit", "explore", "forced", "cold_start"] | None = None
+    why: Literal["exploit", "explore", "forced", "cold_start", "retest"] | None = None
 
     @model_validator(mode="after")
     def _check_decision(self) -> ImpressionIn:

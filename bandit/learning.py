@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from bandit.arms import ArmStats
 from bandit.catalogue import ActionCatalogue, ReactionCounts
-from bandit.config import LearnerConfig, build_exploration
+from bandit.config import LearnerConfig, PruningConfig, build_exploration
 from bandit.errors import LearnerError
 from bandit.events import Impression, OutcomeLabel
 from bandit.exploration import only_epsilon_differs, same_exploration
 from bandit.policies import OutcomeModel, VowpalPolicy
+from bandit.pruning import PruningState
 from bandit.vw_text import NamespaceLetters, example_lines, outcome_line
 
 GLOBAL_SCOPE = "global"
@@ -45,9 +47,9 @@ class LearnerState:
     catalogue: dict[str, Any] = field(default_factory=dict)
     reactions: dict[str, int] = field(default_factory=dict)
     masks: dict[str, bytes] = field(default_factory=dict)  # scope -> VW --feature_mask model
-    arguments: dict[str, str] = field(
-        default_factory=dict
-    )  # scope -> VW arguments it was made with
+    arguments: dict[str, str] = field(default_factory=dict)  # scope -> VW arguments used
+    arms: dict[str, Any] = field(default_factory=dict)  # ArmStats JSON: evidence per message
+    pruning: dict[str, Any] = field(default_factory=dict)  # PruningState JSON
 
 
 def scope_of(scope: str, trigger: str) -> str:
@@ -66,6 +68,7 @@ class OnlineLearner:
         state: LearnerState | None = None,
         none_action: str = "none",
         reaction_cap: int = 0,
+        pruning: PruningConfig | None = None,
     ) -> None:
         state = state or LearnerState(models=dict(models or {}))
         self.config = config
@@ -83,6 +86,12 @@ class OnlineLearner:
             self._outcomes = OutcomeModel(config.outcome_model_arguments(), state.outcome_model)
         self.catalogue = ActionCatalogue.from_json(state.catalogue)
         self.reactions = ReactionCounts(reaction_cap, state.reactions)
+        self.pruning_config = pruning or PruningConfig(enabled=False)
+        self.arms = ArmStats.from_json(
+            state.arms, self.pruning_config.half_life_impressions, none_action
+        )
+        self.pruning = PruningState.from_json(state.pruning)
+        self._since_evaluation = 0
 
     def scope_of(self, trigger: str) -> str:
         return scope_of(self.config.scope, trigger)
@@ -123,6 +132,13 @@ class OnlineLearner:
         )
         self._policy(self.scope_of(imp.trigger)).learn(lines)
         self.catalogue.observe(imp)
+        self.arms.observe(
+            imp.trigger, imp.action_ids, imp.chosen_index, imp.probability, event.reward,
+            event.label, imp.ts,
+        )  # fmt: skip
+        self._since_evaluation += 1
+        if self._since_evaluation >= self.pruning_config.evaluate_every_events:
+            self.evaluate_pruning(imp.ts)
         if not event.defaulted:
             self.reactions.record(imp.learner_id)
         if self._outcomes is not None and imp.chosen != self.none_action:
@@ -136,6 +152,11 @@ class OnlineLearner:
                     label=event.label.value,
                 )
             )
+
+    def evaluate_pruning(self, now: float) -> None:
+        """Re-judge every message at every trigger on the evidence so far (event time `now`)."""
+        self.pruning.evaluate(self.arms, self.pruning_config, now)
+        self._since_evaluation = 0
 
     def predict(
         self,
@@ -165,6 +186,8 @@ class OnlineLearner:
             reactions=self.reactions.to_json(),
             masks=dict(self._masks),
             arguments={scope: self._arguments_of(scope) for scope in self._policies},
+            arms=self.arms.to_json(),
+            pruning=self.pruning.to_json(),
         )
 
     @property

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bandit.config import Config, DecisionsConfig, RewardConfig
 from bandit.errors import SnapshotError
 from bandit.learning import LearnerState
+from bandit.pruning import PruningState
 from bandit.vw_text import NamespaceLetters
 
 FORMAT_VERSION = 1
@@ -59,6 +60,9 @@ class SnapshotManifest(BaseModel):
     policy_arguments: dict[str, str] = {}  # policy scope -> VW arguments it was created with
     outcome_model: str | None
     reactions: str
+    arms: str | None = None  # evidence per (trigger, message), for `nudge arms`
+    pruning_state: str | None = None  # statuses and change log
+    pruning: dict[str, Any] = {}  # {retest_share, held: {trigger: {message: status}}, overrides}
     files: dict[str, str]  # file -> sha256
 
     def letters(self) -> NamespaceLetters:
@@ -117,6 +121,9 @@ def snapshot_contents(
         outcome_file = "models/outcomes.vw"
         files[outcome_file] = state.outcome_model
     files["reactions.json"] = orjson.dumps(state.reactions, option=orjson.OPT_SORT_KEYS)
+    files["arms.json"] = orjson.dumps(state.arms)
+    files["pruning.json"] = orjson.dumps(state.pruning)
+    held = PruningState.from_json(state.pruning).held()
     learner = config.learner
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -146,6 +153,13 @@ def snapshot_contents(
         "policy_arguments": dict(state.arguments),
         "outcome_model": outcome_file,
         "reactions": "reactions.json",
+        "arms": "arms.json",
+        "pruning_state": "pruning.json",
+        "pruning": {
+            "retest_share": config.pruning.retest_share,
+            "held": held,
+            "overrides": config.pruning.overrides,
+        },
     }
     return manifest, files
 
@@ -260,14 +274,15 @@ def load_snapshot(path: Path | str, manifest_sha256: str | None = None) -> Snaps
         reactions={str(k): int(v) for k, v in reactions.items()},
         arguments=dict(manifest.policy_arguments)
         or {scope: manifest.vw_arguments for scope in manifest.models},
+        arms=orjson.loads(data[manifest.arms]) if manifest.arms else {},
+        pruning=orjson.loads(data[manifest.pruning_state]) if manifest.pruning_state else {},
     )
     return Snapshot(path.name, manifest, state)
 
 
 def _verified_files(path: Path, manifest: SnapshotManifest) -> dict[str, bytes]:
     needed = {*manifest.models.values(), manifest.reactions}
-    if manifest.outcome_model:
-        needed.add(manifest.outcome_model)
+    needed |= {f for f in (manifest.outcome_model, manifest.arms, manifest.pruning_state) if f}
     unlisted = sorted(needed - set(manifest.files))
     if unlisted:
         raise SnapshotError(f"{path / MANIFEST}: files {unlisted} have no sha256 in `files`")
@@ -307,6 +322,8 @@ def warm_start_state(
         reactions=state.reactions,
         masks=masks,
         arguments=state.arguments,
+        arms=state.arms,
+        pruning=state.pruning,
     )
 
 

@@ -41,6 +41,8 @@ class Checkpoint:
     reactions: dict[str, int] = field(default_factory=dict)
     masks: dict[str, bytes] = field(default_factory=dict)  # scope -> VW --feature_mask model
     policy_arguments: dict[str, str] = field(default_factory=dict)  # scope -> VW arguments
+    arms: dict[str, Any] = field(default_factory=dict)
+    pruning: dict[str, Any] = field(default_factory=dict)
 
     def learner_state(self) -> LearnerState:
         """What the learner resumes from."""
@@ -52,6 +54,8 @@ class Checkpoint:
             masks=dict(self.masks),
             arguments=dict(self.policy_arguments)
             or {scope: self.vw_arguments for scope in self.models},
+            arms=self.arms,
+            pruning=self.pruning,
         )
 
 
@@ -101,6 +105,8 @@ class CheckpointStore:
             "catalogue": ckpt.catalogue,
             "reactions": ckpt.reactions,
             "policy_arguments": ckpt.policy_arguments,
+            "arms": ckpt.arms,
+            "pruning": ckpt.pruning,
             "vw_arguments": ckpt.vw_arguments,
         }
         _write(tmp / "state.json", orjson.dumps(state))
@@ -156,6 +162,8 @@ class CheckpointStore:
             reactions=state.get("reactions", {}),
             masks=_read_models(path, state.get("masks", {})),
             policy_arguments=state.get("policy_arguments", {}),
+            arms=state.get("arms", {}),
+            pruning=state.get("pruning", {}),
         )
 
 

@@ -101,6 +101,7 @@ class StreamLearner:
             state=self._initial_state(ckpt),
             none_action=config.rewards.none_action,
             reaction_cap=reaction_cap(config),
+            pruning=config.pruning,
         )
         self.resumed_from = ckpt.sequence if ckpt else None
         self._dirty = 0
@@ -265,6 +266,8 @@ class StreamLearner:
             reactions=state.reactions,
             masks=state.masks,
             policy_arguments=state.arguments,
+            arms=state.arms,
+            pruning=state.pruning,
         )
         self.store.save(ckpt)
         self.source.commit(self.offsets)

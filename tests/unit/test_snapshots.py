@@ -90,7 +90,13 @@ def test_published_snapshot_loads_back_with_everything_the_manifest_promises(
     assert before.replace(microsecond=0) <= created <= datetime.now(UTC)
     # every file the manifest lists is there, with the sha256 it states
     directory = store.directory / name
-    assert set(m.files) == {*m.models.values(), m.reactions, m.outcome_model}
+    assert set(m.files) == {
+        *m.models.values(),
+        m.reactions,
+        m.outcome_model,
+        m.arms,
+        m.pruning_state,
+    }
     for rel, digest in m.files.items():
         assert sha256((directory / rel).read_bytes()) == digest
     # ...and the learned state comes back byte for byte

@@ -1,0 +1,174 @@
+"""Evidence per (trigger, message): impressions, outcomes and an unbiased value estimate.
+
+The value of always showing message m at trigger t is estimated from the logged decisions by
+inverse propensity scoring: over the impressions where m was a candidate, the mean of
+x = 1[chosen = m] * reward / p(chosen), unbiased whatever the logging policy (forced share,
+exploration, cold start, re-tests) as long as p is the logged probability of the whole
+mixture. Sums decay with a half-life in impressions, so old evidence fades and a message whose
+value changes is re-judged on recent data. The interval is normal (martingale CLT) with the
+variance of a weighted mean: se^2 = var * sum(w^2) / sum(w)^2.
+Reference: Horvitz & Thompson (1952); Dudik, Langford & Li, "Doubly Robust Policy Evaluation
+and Learning" (ICML 2011), section 2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bandit.events import OutcomeLabel
+
+
+@dataclass(slots=True)
+class ArmSums:
+    """Raw counts and decayed IPS sums of one message at one trigger."""
+
+    shown: int = 0
+    helpful: int = 0
+    not_helpful: int = 0
+    ignored: int = 0
+    candidate: int = 0  # impressions where it was offered
+    n: float = 0.0  # decayed count of those impressions
+    n2: float = 0.0  # decayed sum of squared decay weights
+    s1: float = 0.0  # decayed sum of x
+    s2: float = 0.0  # decayed sum of x^2
+    last_ts: float = 0.0  # event time of the last impression it was shown in
+
+    def decay_and_add(self, x: float, keep: float) -> None:
+        self.candidate += 1
+        self.n = keep * self.n + 1.0
+        self.n2 = keep * keep * self.n2 + 1.0
+        self.s1 = keep * self.s1 + x
+        self.s2 = keep * self.s2 + x * x
+
+    @property
+    def mean(self) -> float:
+        return self.s1 / self.n if self.n else 0.0
+
+    @property
+    def variance_of_mean(self) -> float:
+        """Estimated variance of `mean` (weighted-mean formula; 0 before two impressions)."""
+        if self.n <= 1.0:
+            return math.inf
+        var = max(self.s2 / self.n - self.mean**2, 0.0)
+        return var * self.n2 / (self.n * self.n)
+
+
+@dataclass(frozen=True, slots=True)
+class ArmEstimate:
+    """What the evidence says about one message at one trigger."""
+
+    trigger: str
+    action: str
+    shown: int
+    helpful: int
+    not_helpful: int
+    ignored: int
+    value: float  # IPS estimate of the mean reward of always showing it
+    value_se: float
+    lift: float | None  # value minus the send-nothing action's value, if that is offered
+    lift_se: float | None
+    gap: float | None  # value minus the best other message's value
+    gap_se: float | None
+    last_ts: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _difference_se(a: ArmSums, b: ArmSums) -> float:
+    """se of mean_a - mean_b over the impressions offering both (taken as the same ones): the
+    x's of two actions are never both non-zero in one impression, so per impression
+    Var(x_a - x_b) = Var(x_a) + Var(x_b) + 2 E[x_a] E[x_b]."""
+    if a.n <= 1.0 or b.n <= 1.0:
+        return math.inf
+    covariance = 2.0 * a.mean * b.mean * a.n2 / (a.n * a.n)
+    return math.sqrt(max(a.variance_of_mean + b.variance_of_mean + covariance, 0.0))
+
+
+@dataclass(slots=True)
+class ArmStats:
+    """Evidence for every (trigger, message) the learner has seen."""
+
+    half_life_impressions: float = 20_000.0
+    none_action: str = "none"
+    triggers: dict[str, dict[str, ArmSums]] = field(default_factory=dict)
+
+    @property
+    def _keep(self) -> float:
+        return 0.5 ** (1.0 / self.half_life_impressions)
+
+    def observe(
+        self,
+        trigger: str,
+        action_ids: tuple[str, ...],
+        chosen_index: int,
+        probability: float,
+        reward: float,
+        label: OutcomeLabel,
+        ts: float,
+    ) -> None:
+        """Add one learned impression (its reward under the join, at its logged probability)."""
+        arms = self.triggers.setdefault(trigger, {})
+        keep = self._keep
+        for i, action in enumerate(action_ids):
+            sums = arms.get(action)
+            if sums is None:
+                sums = arms[action] = ArmSums()
+            chosen = i == chosen_index
+            sums.decay_and_add(reward / probability if chosen else 0.0, keep)
+            if chosen:
+                sums.shown += 1
+                sums.last_ts = ts
+                if label == OutcomeLabel.HELPFUL:
+                    sums.helpful += 1
+                elif label == OutcomeLabel.NOT_HELPFUL:
+                    sums.not_helpful += 1
+                else:
+                    sums.ignored += 1
+
+    def estimates(self, trigger: str) -> list[ArmEstimate]:
+        """The estimate of every message at `trigger` (the send-nothing action included)."""
+        arms = self.triggers.get(trigger, {})
+        none = arms.get(self.none_action)
+        out = []
+        for action, sums in arms.items():
+            lift = lift_se = gap = gap_se = None
+            if none is not None and action != self.none_action:
+                lift, lift_se = sums.mean - none.mean, _difference_se(sums, none)
+            others = [s for a, s in arms.items() if a not in (action, self.none_action) and s.n > 0]
+            if others and action != self.none_action:
+                best = max(others, key=lambda s: s.mean)
+                gap, gap_se = sums.mean - best.mean, _difference_se(sums, best)
+            estimate = ArmEstimate(
+                trigger, action, sums.shown, sums.helpful, sums.not_helpful, sums.ignored,
+                sums.mean, math.sqrt(sums.variance_of_mean), lift, lift_se, gap, gap_se,
+                sums.last_ts,
+            )  # fmt: skip
+            out.append(estimate)
+        return out
+
+    def all_estimates(self) -> Iterator[ArmEstimate]:
+        for trigger in sorted(self.triggers):
+            yield from self.estimates(trigger)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "half_life_impressions": self.half_life_impressions,
+            "none_action": self.none_action,
+            "triggers": {
+                t: {a: asdict(s) for a, s in arms.items()} for t, arms in self.triggers.items()
+            },
+        }
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, Any], half_life_impressions: float, none_action: str
+    ) -> ArmStats:
+        triggers = {
+            t: {a: ArmSums(**s) for a, s in arms.items()}
+            for t, arms in (data.get("triggers") or {}).items()
+        }
+        return cls(half_life_impressions, none_action, triggers)

@@ -1,0 +1,173 @@
+"""The pruning rule: which messages to hold back at which trigger, with the evidence for it.
+
+Evaluated every `evaluate_every_events` learned events on the `ArmStats` evidence: a message
+shown at least `min_impressions` times whose metric interval lies wholly below the threshold
+is pruned at that trigger (only there); it is restored when its interval no longer does.
+Manual overrides (keep / hold) win. Every change is logged with its evidence and event time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+from typing import Any, Literal
+
+from bandit.arms import ArmEstimate, ArmStats
+from bandit.config import PruningConfig
+
+log = logging.getLogger("nudge.pruning")
+
+Status = Literal["active", "pruned", "forced_keep", "forced_hold"]
+HELD: frozenset[str] = frozenset({"pruned", "forced_hold"})
+LOG_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """The metric's estimate and interval behind a pruning decision."""
+
+    metric: str
+    estimate: float | None
+    low: float | None
+    high: float | None
+    shown: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArmStatus:
+    """A message's status at a trigger, since when (event time) and on what evidence."""
+
+    status: Status
+    since: float
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class PruningChange:
+    """One logged change of status."""
+
+    ts: float
+    trigger: str
+    action: str
+    before: Status
+    after: Status
+    evidence: Evidence
+
+
+def metric_interval(
+    estimate: ArmEstimate, config: PruningConfig
+) -> tuple[float | None, float | None, float | None]:
+    """(estimate, low, high) of the configured metric; None where it does not apply."""
+    z = NormalDist().inv_cdf(0.5 + config.confidence / 2.0)
+    match config.metric:
+        case "reward":
+            value, se = estimate.value, estimate.value_se
+        case "lift_vs_none":
+            value, se = estimate.lift, estimate.lift_se
+        case "gap_vs_best":
+            value, se = estimate.gap, estimate.gap_se
+    if value is None or se is None:
+        return None, None, None
+    return value, value - z * se, value + z * se
+
+
+@dataclass(slots=True)
+class PruningState:
+    """Status of every evaluated (trigger, message) and the recent change log."""
+
+    statuses: dict[str, dict[str, ArmStatus]] = field(default_factory=dict)
+    changes: list[PruningChange] = field(default_factory=list)
+
+    def held(self) -> dict[str, dict[str, Status]]:
+        """{trigger: {message: pruned | forced_hold}}: what decision services hold back."""
+        out: dict[str, dict[str, Status]] = {}
+        for trigger, arms in self.statuses.items():
+            held = {a: s.status for a, s in arms.items() if s.status in HELD}
+            if held:
+                out[trigger] = held
+        return out
+
+    def evaluate(self, arms: ArmStats, config: PruningConfig, now: float) -> list[PruningChange]:
+        """Re-judge every message on the current evidence; returns (and logs) the changes."""
+        changes: list[PruningChange] = []
+        for trigger in sorted(arms.triggers):
+            current = self.statuses.setdefault(trigger, {})
+            for estimate in arms.estimates(trigger):
+                if estimate.action == arms.none_action:
+                    continue
+                value, low, high = metric_interval(estimate, config)
+                evidence = Evidence(config.metric, value, low, high, estimate.shown)
+                status = _decide(estimate, high, config)
+                before = current.get(estimate.action)
+                if before is None or before.status != status:
+                    current[estimate.action] = ArmStatus(status, now, evidence)
+                    change = PruningChange(
+                        now, trigger, estimate.action,
+                        before.status if before else "active", status, evidence,
+                    )  # fmt: skip
+                    if before is not None or status != "active":
+                        changes.append(change)
+                else:
+                    current[estimate.action] = ArmStatus(before.status, before.since, evidence)
+        for change in changes:
+            log.info(
+                "%s at %s: %s -> %s (%s %s, interval [%s, %s], shown %d)",
+                change.action, change.trigger, change.before, change.after,
+                change.evidence.metric, _fmt(change.evidence.estimate),
+                _fmt(change.evidence.low), _fmt(change.evidence.high), change.evidence.shown,
+            )  # fmt: skip
+        self.changes = (self.changes + changes)[-LOG_LIMIT:]
+        return changes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "statuses": {
+                t: {a: asdict(s) for a, s in arms.items()} for t, arms in self.statuses.items()
+            },
+            "changes": [asdict(c) for c in self.changes],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PruningState:
+        statuses = {
+            t: {a: _status(s) for a, s in arms.items()}
+            for t, arms in (data.get("statuses") or {}).items()
+        }
+        changes = [
+            PruningChange(
+                c["ts"],
+                c["trigger"],
+                c["action"],
+                c["before"],
+                c["after"],
+                Evidence(**c["evidence"]),
+            )
+            for c in data.get("changes") or []
+        ]
+        return cls(statuses, changes)
+
+
+def _decide(estimate: ArmEstimate, high: float | None, config: PruningConfig) -> Status:
+    override = config.override_for(estimate.trigger, estimate.action)
+    if override == "keep":
+        return "forced_keep"
+    if override == "hold":
+        return "forced_hold"
+    if (
+        config.enabled
+        and high is not None
+        and estimate.shown >= config.min_impressions
+        and high < config.threshold
+    ):
+        return "pruned"
+    return "active"
+
+
+def _status(data: Mapping[str, Any]) -> ArmStatus:
+    return ArmStatus(data["status"], data["since"], Evidence(**data["evidence"]))
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
