@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import logging
 import sys
 import time
@@ -13,11 +14,12 @@ import orjson
 
 from bandit.config import Config, load_config
 from bandit.errors import BrokerError, NudgeError
+from bandit.events import timestamp_text
 
 if TYPE_CHECKING:
     from streams.closed_loop import RoundReport
 
-WHY_ORDER = ("exploit", "explore", "forced", "cold_start")
+WHY_ORDER = ("exploit", "explore", "forced", "cold_start", "retest")
 
 EPILOG = """examples:
   scripts/kafka start                                   # local Apache Kafka on 127.0.0.1:9092
@@ -168,6 +170,92 @@ def cmd_follow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arms_rows(state_arms: dict, state_pruning: dict, cfg: Config) -> list[dict[str, object]]:
+    from bandit.arms import ArmStats
+    from bandit.pruning import PruningState, metric_interval
+
+    arms = ArmStats.from_json(
+        state_arms, cfg.pruning.half_life_impressions, cfg.rewards.none_action
+    )
+    statuses = PruningState.from_json(state_pruning).statuses
+    rows: list[dict[str, object]] = []
+    for e in arms.all_estimates():
+        value, low, high = metric_interval(e, cfg.pruning)
+        status = statuses.get(e.trigger, {}).get(e.action)
+        shown = max(e.shown, 1)
+        rows.append(
+            {
+                "trigger": e.trigger,
+                "action": e.action,
+                "shown": e.shown,
+                "helpful_rate": e.helpful / shown,
+                "not_helpful_rate": e.not_helpful / shown,
+                "ignored_rate": e.ignored / shown,
+                "value": e.value,
+                "metric": cfg.pruning.metric,
+                "metric_value": value,
+                "low": low,
+                "high": high,
+                "status": "send-nothing" if e.action == cfg.rewards.none_action
+                else (status.status if status else "active"),
+                "since": timestamp_text(status.since) if status else None,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def cmd_arms(args: argparse.Namespace) -> int:
+    from streams.checkpoints import CheckpointStore
+
+    cfg = _config(args)
+    if args.snapshots:
+        from bandit.snapshots import SnapshotStore
+
+        snapshot = SnapshotStore(args.snapshots).load_latest()
+        arms, pruning, source = (
+            snapshot.state.arms,
+            snapshot.state.pruning,
+            snapshot.manifest.policy_id,
+        )
+    else:
+        ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
+        if ckpt is None:
+            raise NudgeError(
+                f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first "
+                "(or pass --snapshots DIR)"
+            )
+        arms, pruning, source = ckpt.arms, ckpt.pruning, f"checkpoint {ckpt.sequence}"
+    rows = _arms_rows(arms, pruning, cfg)
+    if args.trigger:
+        rows = [r for r in rows if fnmatch.fnmatchcase(str(r["trigger"]), args.trigger)]
+    if args.json:
+        print(orjson.dumps({"source": source, "arms": rows}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    rule = cfg.pruning
+    print(
+        f"arms from {source}; pruning {'on' if rule.enabled else 'off'}: {rule.metric} interval "
+        f"({rule.confidence:.0%}) wholly below {rule.threshold:+g} after {rule.min_impressions} "
+        f"shown; re-test share {rule.retest_share:.0%}"
+    )
+    trigger = None
+    for r in rows:
+        if r["trigger"] != trigger:
+            trigger = r["trigger"]
+            print(f"\n{trigger}")
+            print(
+                f"  {'message':<18}{'shown':>7}{'helpful':>9}{'not':>7}{'ignored':>9}"
+                f"{'value':>9}  {r['metric']:<13}{'interval':<19}{'status':<13}since"
+            )
+        interval = f"[{r['low']:+.3f}, {r['high']:+.3f}]" if r["low"] is not None else "n/a"
+        metric = f"{r['metric_value']:+.3f}" if r["metric_value"] is not None else "n/a"
+        print(
+            f"  {r['action']:<18}{r['shown']:>7}{r['helpful_rate']:>9.1%}"
+            f"{r['not_helpful_rate']:>7.1%}{r['ignored_rate']:>9.1%}{r['value']:>+9.3f}  "
+            f"{metric:<13}{interval:<19}{r['status']:<13}{r['since'] or ''}"
+        )
+    return 0
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     from bandit.decisions import Decider
 
@@ -198,8 +286,9 @@ def _round_line(r: RoundReport) -> str:
     return (
         f"round {r.round:>3}  {r.policy:<14} learned {r.learned:>7,}  "
         f"reward/decision {r.deployed:+.3f}  (random {r.uniform:+.3f}, send-to-all "
-        f"{r.send_to_all:+.3f}, oracle {r.oracle:+.3f})  holds back where best "
-        f"{r.none_mass_where_best:.0%}  [{shares}]"
+        f"{r.send_to_all:+.3f}, oracle {r.oracle:+.3f})  sends nothing {r.held_back:.0%} "
+        f"(where best {r.none_mass_where_best:.0%})  helpful:unhelpful "
+        f"{r.helpful / max(r.not_helpful, 1e-9):.2f}  [{shares}]"
     )
 
 
@@ -346,6 +435,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit after this many seconds without a new message",
     )  # fmt: skip
     follow.set_defaults(func=cmd_follow)
+
+    arms = add(
+        "arms",
+        "per trigger, every message's evidence and pruning status",
+        "For every trigger and message: times shown, outcome rates, the importance-weighted value\n"
+        "of always showing it, the pruning metric with its interval, status (active / pruned /\n"
+        "forced_keep / forced_hold; pruned messages still get the re-test share) and since when\n"
+        "(event time). From the latest checkpoint, or a snapshot directory with --snapshots.",
+    )
+    arms.add_argument("--snapshots", type=Path, metavar="DIR", help="read a snapshot directory")
+    arms.add_argument("--trigger", metavar="PATTERN", help="only triggers matching (fnmatch)")
+    arms.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    arms.set_defaults(func=cmd_arms)
 
     decide = add(
         "decide",

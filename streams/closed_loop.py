@@ -60,6 +60,9 @@ class RoundReport:
     never_send: float
     oracle: float
     none_mass_where_best: float
+    held_back: float  # expected share of decisions that sent nothing
+    helpful: float  # expected P(helpful reaction) per decision
+    not_helpful: float  # expected P(not-helpful reaction) per decision
     why: dict[str, int] = field(default_factory=dict)
     waited_s: float = 0.0
     caught_up: bool = True
@@ -78,6 +81,9 @@ class _RoundTally:
     oracle: float = 0.0
     none_best: int = 0
     none_mass: float = 0.0
+    held_back: float = 0.0
+    helpful: float = 0.0
+    not_helpful: float = 0.0
     why: Counter[str] = field(default_factory=Counter)
 
 
@@ -168,6 +174,12 @@ class ClosedLoop:
             if int(np.argmax(truth)) == none:
                 tally.none_best += 1
                 tally.none_mass += float(pmf[none])
+            tally.held_back += float(pmf[none])
+            for a, p in zip(trig.candidates, pmf, strict=True):
+                if p > 0.0 and a != cfg.rewards.none_action:
+                    ph, pn, _ = world.outcome_probabilities(who, trig, a)
+                    tally.helpful += float(p) * ph
+                    tally.not_helpful += float(p) * pn
             tally.why[decision.why] += 1
             self._react(who, trig, decision.action, event_id)
         self._send_outcomes(producer, until=self.t)
@@ -237,6 +249,9 @@ class ClosedLoop:
             never_send=t.never / t.n,
             oracle=t.oracle / t.n,
             none_mass_where_best=t.none_mass / t.none_best if t.none_best else 0.0,
+            held_back=t.held_back / t.n,
+            helpful=t.helpful / t.n,
+            not_helpful=t.not_helpful / t.n,
             why=dict(t.why),
             waited_s=round(waited, 2),
             caught_up=caught_up,
