@@ -228,8 +228,21 @@ def cmd_arms(args: argparse.Namespace) -> int:
     rows = _arms_rows(arms, pruning, cfg)
     if args.trigger:
         rows = [r for r in rows if fnmatch.fnmatchcase(str(r["trigger"]), args.trigger)]
+    changes = list((pruning or {}).get("changes", []))
+    if args.trigger:
+        changes = [c for c in changes if fnmatch.fnmatchcase(c["trigger"], args.trigger)]
     if args.json:
-        print(orjson.dumps({"source": source, "arms": rows}, option=orjson.OPT_INDENT_2).decode())
+        body = {"source": source, "arms": rows, "changes": changes}
+        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if args.changes:
+        for c in changes:
+            e = c["evidence"]
+            interval = f"[{e['low']:+.3f}, {e['high']:+.3f}]" if e["low"] is not None else "n/a"
+            print(
+                f"{timestamp_text(c['ts'])}  {c['trigger']:<30} {c['action']:<18} "
+                f"{c['before']:>11} -> {c['after']:<11} {e['metric']} {interval} shown {e['shown']}"
+            )
         return 0
     rule = cfg.pruning
     print(
@@ -447,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     arms.add_argument("--snapshots", type=Path, metavar="DIR", help="read a snapshot directory")
     arms.add_argument("--trigger", metavar="PATTERN", help="only triggers matching (fnmatch)")
     arms.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    arms.add_argument(
+        "--changes", action="store_true",
+        help="print the pruning change log (status changes with their evidence and event time)",
+    )  # fmt: skip
     arms.set_defaults(func=cmd_arms)
 
     decide = add(
