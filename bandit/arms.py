@@ -49,7 +49,7 @@ class ArmSums:
 
     @property
     def variance_of_mean(self) -> float:
-        """Estimated variance of `mean` (weighted-mean formula; 0 before two impressions)."""
+        """Estimated variance of `mean` (weighted-mean formula; infinite before two impressions)."""
         if self.n <= 1.0:
             return math.inf
         var = max(self.s2 / self.n - self.mean**2, 0.0)

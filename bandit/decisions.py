@@ -112,14 +112,19 @@ class LoadedPolicy:
 
     def holds_for(self, trigger: str) -> tuple[frozenset[str], frozenset[str]]:
         """(pruned, held) messages at `trigger`: pruned ones still get the re-test share,
-        held ones (manual `hold`) none; a manual `keep` overrides pruning."""
+        held ones (manual `hold`) none. Manual overrides replace the learner's status (the
+        first matching pattern wins per message), so a newer config wins over older state."""
         cached = self._holds_by_trigger.get(trigger)
         if cached is None:
             statuses = dict(self._held.get(trigger, {}))
+            decided: set[str] = set()
             for pattern, actions in self._overrides.items():
-                if fnmatch.fnmatchcase(trigger, pattern):
-                    for action, manual in actions.items():
-                        statuses.setdefault(action, "forced_hold" if manual == "hold" else "keep")
+                if not fnmatch.fnmatchcase(trigger, pattern):
+                    continue
+                for action, manual in actions.items():
+                    if action not in decided:
+                        decided.add(action)
+                        statuses[action] = "forced_hold" if manual == "hold" else "forced_keep"
             pruned = frozenset(a for a, s in statuses.items() if s == "pruned")
             held = frozenset(a for a, s in statuses.items() if s == "forced_hold")
             cached = self._holds_by_trigger[trigger] = (pruned, held)

@@ -91,7 +91,7 @@ class OnlineLearner:
             state.arms, self.pruning_config.half_life_impressions, none_action
         )
         self.pruning = PruningState.from_json(state.pruning)
-        self._since_evaluation = 0
+
 
     def scope_of(self, trigger: str) -> str:
         return scope_of(self.config.scope, trigger)
@@ -136,8 +136,8 @@ class OnlineLearner:
             imp.trigger, imp.action_ids, imp.chosen_index, imp.probability, event.reward,
             event.label, imp.ts,
         )  # fmt: skip
-        self._since_evaluation += 1
-        if self._since_evaluation >= self.pruning_config.evaluate_every_events:
+        self.pruning.events_since_evaluation += 1
+        if self.pruning.events_since_evaluation >= self.pruning_config.evaluate_every_events:
             self.evaluate_pruning(imp.ts)
         if not event.defaulted:
             self.reactions.record(imp.learner_id)
@@ -156,7 +156,6 @@ class OnlineLearner:
     def evaluate_pruning(self, now: float) -> None:
         """Re-judge every message at every trigger on the evidence so far (event time `now`)."""
         self.pruning.evaluate(self.arms, self.pruning_config, now)
-        self._since_evaluation = 0
 
     def predict(
         self,

@@ -9,6 +9,7 @@ Manual overrides (keep / hold) win. Every change is logged with its evidence and
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
@@ -68,8 +69,8 @@ def metric_interval(
             value, se = estimate.lift, estimate.lift_se
         case "gap_vs_best":
             value, se = estimate.gap, estimate.gap_se
-    if value is None or se is None:
-        return None, None, None
+    if value is None or se is None or not math.isfinite(se):
+        return value, None, None  # no interval yet (JSON has no infinity)
     return value, value - z * se, value + z * se
 
 
@@ -79,6 +80,7 @@ class PruningState:
 
     statuses: dict[str, dict[str, ArmStatus]] = field(default_factory=dict)
     changes: list[PruningChange] = field(default_factory=list)
+    events_since_evaluation: int = 0  # saved, so a restored learner evaluates at the same points
 
     def held(self) -> dict[str, dict[str, Status]]:
         """{trigger: {message: pruned | forced_hold}}: what decision services hold back."""
@@ -119,6 +121,7 @@ class PruningState:
                 _fmt(change.evidence.low), _fmt(change.evidence.high), change.evidence.shown,
             )  # fmt: skip
         self.changes = (self.changes + changes)[-LOG_LIMIT:]
+        self.events_since_evaluation = 0
         return changes
 
     def to_json(self) -> dict[str, Any]:
@@ -127,6 +130,7 @@ class PruningState:
                 t: {a: asdict(s) for a, s in arms.items()} for t, arms in self.statuses.items()
             },
             "changes": [asdict(c) for c in self.changes],
+            "events_since_evaluation": self.events_since_evaluation,
         }
 
     @classmethod
@@ -146,7 +150,7 @@ class PruningState:
             )
             for c in data.get("changes") or []
         ]
-        return cls(statuses, changes)
+        return cls(statuses, changes, int(data.get("events_since_evaluation", 0)))
 
 
 def _decide(estimate: ArmEstimate, high: float | None, config: PruningConfig) -> Status:
