@@ -92,7 +92,6 @@ class OnlineLearner:
         )
         self.pruning = PruningState.from_json(state.pruning)
 
-
     def scope_of(self, trigger: str) -> str:
         return scope_of(self.config.scope, trigger)
 
