@@ -73,6 +73,9 @@ class ArmEstimate:
     gap: float | None  # value minus the best other message's value
     gap_se: float | None
     last_ts: float
+    # (other message, value minus its value, se) for every other message: `gap_vs_best`
+    # pruning uses all of them with a multiple-comparison correction, not the selected best.
+    pairwise: tuple[tuple[str, float, float], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,11 +112,19 @@ class ArmStats:
         reward: float,
         label: OutcomeLabel,
         ts: float,
+        pmf: tuple[float, ...] | None = None,
     ) -> None:
-        """Add one learned impression (its reward under the join, at its logged probability)."""
+        """Add one learned impression (its reward under the join, at its logged probability).
+
+        With the logged `pmf`, an action that had probability 0 (held back, or a version the
+        policy collapsed) was not really offered: it gets no term, since x = 0 there would
+        drag its estimate towards 0 whatever its value.
+        """
         arms = self.triggers.setdefault(trigger, {})
         keep = self._keep
         for i, action in enumerate(action_ids):
+            if pmf is not None and pmf[i] <= 0.0:
+                continue
             sums = arms.get(action)
             if sums is None:
                 sums = arms[action] = ArmSums()
@@ -139,13 +150,19 @@ class ArmStats:
             if none is not None and action != self.none_action:
                 lift, lift_se = sums.mean - none.mean, _difference_se(sums, none)
             others = [s for a, s in arms.items() if a not in (action, self.none_action) and s.n > 0]
+            pairwise: tuple[tuple[str, float, float], ...] = ()
             if others and action != self.none_action:
                 best = max(others, key=lambda s: s.mean)
                 gap, gap_se = sums.mean - best.mean, _difference_se(sums, best)
+                pairwise = tuple(
+                    (a, sums.mean - s.mean, _difference_se(sums, s))
+                    for a, s in arms.items()
+                    if a not in (action, self.none_action) and s.n > 0
+                )
             estimate = ArmEstimate(
                 trigger, action, sums.shown, sums.helpful, sums.not_helpful, sums.ignored,
                 sums.mean, math.sqrt(sums.variance_of_mean), lift, lift_se, gap, gap_se,
-                sums.last_ts,
+                sums.last_ts, pairwise,
             )  # fmt: skip
             out.append(estimate)
         return out

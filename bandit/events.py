@@ -190,6 +190,7 @@ class Impression:
     chosen_index: int
     probability: float
     policy_version: str
+    pmf: tuple[float, ...] | None = None  # the logged distribution over action_ids, if sent
 
     @property
     def chosen(self) -> str:
@@ -233,6 +234,7 @@ def _to_impression(m: ImpressionIn) -> Impression:
         chosen_index=ids.index(m.chosen),
         probability=m.probability,
         policy_version=m.policy_version,
+        pmf=tuple(m.pmf) if m.pmf is not None else None,
     )
 
 

@@ -133,7 +133,7 @@ class OnlineLearner:
         self.catalogue.observe(imp)
         self.arms.observe(
             imp.trigger, imp.action_ids, imp.chosen_index, imp.probability, event.reward,
-            event.label, imp.ts,
+            event.label, imp.ts, imp.pmf,
         )  # fmt: skip
         self.pruning.events_since_evaluation += 1
         if self.pruning.events_since_evaluation >= self.pruning_config.evaluate_every_events:

@@ -61,14 +61,23 @@ def metric_interval(
     estimate: ArmEstimate, config: PruningConfig
 ) -> tuple[float | None, float | None, float | None]:
     """(estimate, low, high) of the configured metric; None where it does not apply."""
-    z = NormalDist().inv_cdf(0.5 + config.confidence / 2.0)
+    alpha = 1.0 - config.confidence
+    z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
     match config.metric:
         case "reward":
             value, se = estimate.value, estimate.value_se
         case "lift_vs_none":
             value, se = estimate.lift, estimate.lift_se
         case "gap_vs_best":
-            value, se = estimate.gap, estimate.gap_se
+            # The estimated best is selected on the same data, so its gap is biased low. Compare
+            # with every other message instead, Bonferroni-corrected, and report the comparison
+            # with the lowest upper bound: if it is below the threshold, some message beats this
+            # one by more than |threshold|, so the best one does too.
+            finite = [(d, e) for _, d, e in estimate.pairwise if math.isfinite(e)]
+            if not finite:
+                return estimate.gap, None, None
+            z = NormalDist().inv_cdf(1.0 - alpha / (2.0 * len(estimate.pairwise)))
+            value, se = min(finite, key=lambda pair: pair[0] + z * pair[1])
     if value is None or se is None or not math.isfinite(se):
         return value, None, None  # no interval yet (JSON has no infinity)
     return value, value - z * se, value + z * se
