@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -80,7 +82,19 @@ class LoadedPolicy:
         self.scope = m.scope
         self.none_action = m.none_action
         self.letters = m.letters()
-        self.rules = rules or m.decision_rules()
+        self.namespaces = frozenset(m.namespaces)
+        try:
+            self.rules = rules or m.decision_rules()
+        except ValueError as exc:  # pydantic ValidationError: rules from another version
+            raise SnapshotError(f"{snapshot.name}: decision rules do not validate: {exc}") from None
+        self.reaction_cap = int(m.pruning.get("reaction_cap", -1))
+        deepest = max(r.cold_start_outcomes for r in self.rules.all_rules())
+        if 0 <= self.reaction_cap < deepest:
+            raise SnapshotError(
+                f"{snapshot.name}: decision rules want cold_start_outcomes {deepest}, but the "
+                f"consumer counted reactions only up to {self.reaction_cap}: every learner "
+                "would stay cold; raise cold_start_outcomes in the consumer's config too"
+            )
         self.actions = m.actions
         self.triggers = m.triggers
         self.reactions = snapshot.state.reactions
@@ -100,7 +114,7 @@ class LoadedPolicy:
                 self._policies[scope] = VowpalPolicy(m.vw_arguments, model)
             if snapshot.state.outcome_model is not None:
                 self._outcomes = OutcomeModel("", snapshot.state.outcome_model)
-        except NudgeError as exc:
+        except (NudgeError, OSError) as exc:
             self.close()
             raise SnapshotError(f"{snapshot.name}: a model did not load: {exc}") from exc
         if any(r.policy == "send_rule" for r in self.rules.all_rules()) and not self._outcomes:
@@ -287,7 +301,11 @@ class Decider:
 
         def loop() -> None:
             while not self._stop.wait(interval_s):
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as exc:  # the watcher must outlive any one bad snapshot
+                    self.last_error = f"reload failed: {exc!r}"
+                    log.exception("snapshot reload failed; keeping %s", self._version_or_none())
 
         self._watcher = threading.Thread(target=loop, name="nudge-snapshot-watch", daemon=True)
         self._watcher.start()
@@ -352,6 +370,11 @@ class Decider:
         ids = tuple(candidates) if candidates is not None else self._available(policy, trigger)
         if not ids:
             raise NudgeError(f"no candidate actions at trigger {trigger!r}")
+        if len(set(ids)) != len(ids):
+            raise NudgeError(
+                f"candidate actions repeat: {sorted(a for a in set(ids) if ids.count(a) > 1)}"
+            )
+        _check_context(context, policy.namespaces)
         catalogue = policy.actions
         feats = tuple((action_features or {}).get(a) or catalogue.get(a) or {} for a in ids)
         if reactions is None:
@@ -469,3 +492,31 @@ class Decider:
         if cold:
             return index, "cold_start"
         return index, "exploit" if index == argmax(component) else "explore"
+
+
+_FEATURE_NAME = re.compile(r"^[^\s|:=]{1,64}$")
+
+
+def _check_context(context: Context, namespaces: frozenset[str]) -> None:
+    """The checks the event contract will make of the logged context, made before deciding:
+    an impression the consumer would dead-letter is a caller's bug, reported at once."""
+    for ns, features in context.items():
+        if ns not in namespaces:
+            raise NudgeError(
+                f"context namespace {ns!r} is not configured (known: {sorted(namespaces)})"
+            )
+        if not isinstance(features, Mapping):
+            raise NudgeError(f"context[{ns!r}] must map feature names to values")
+        for name, value in features.items():
+            if not isinstance(name, str) or not _FEATURE_NAME.match(name):
+                raise NudgeError(
+                    f"context[{ns!r}] feature name {name!r}: 1-64 characters, no space, '|', ':' "
+                    "or '='"
+                )
+            if isinstance(value, str):
+                if len(value) > 256:
+                    raise NudgeError(f"context[{ns!r}][{name!r}]: text longer than 256")
+            elif not isinstance(value, int | float) or not math.isfinite(value):
+                raise NudgeError(
+                    f"context[{ns!r}][{name!r}] = {value!r}: a feature is a finite number or text"
+                )

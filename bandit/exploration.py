@@ -131,3 +131,16 @@ def _same_value(a: str | None, b: str) -> bool:
     if _is_number(a) and _is_number(b):
         return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
     return a == b
+
+
+FEATURE_FLAGS = frozenset({"-q", "--quadratic", "--lrq", "--lrqfa", "--interactions"})
+
+
+def feature_flag_set(arguments: str) -> frozenset[tuple[str, str]]:
+    """The interaction and low-rank flags of a VW command line, as (flag, value) pairs."""
+    tokens = arguments.split()
+    pairs = set()
+    for i, option in enumerate(tokens[:-1]):
+        if option in FEATURE_FLAGS:
+            pairs.add(("-q" if option == "--quadratic" else option, tokens[i + 1]))
+    return frozenset(pairs)

@@ -19,7 +19,7 @@ from bandit.catalogue import ActionCatalogue, ReactionCounts
 from bandit.config import LearnerConfig, PruningConfig, build_exploration
 from bandit.errors import LearnerError
 from bandit.events import Impression, OutcomeLabel
-from bandit.exploration import only_epsilon_differs, same_exploration
+from bandit.exploration import feature_flag_set, only_epsilon_differs, same_exploration
 from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.pruning import PruningState
 from bandit.vw_text import NamespaceLetters, example_lines, outcome_line
@@ -103,6 +103,15 @@ class OnlineLearner:
         disagree with the saved reductions) and a changed epsilon; a saved model keeps its
         exploration algorithm, so asking for another one is an error, not silently ignored."""
         trigger = None if scope == GLOBAL_SCOPE else scope
+        if saved is not None and feature_flag_set(saved) != feature_flag_set(
+            self.config.feature_flags()
+        ):
+            raise LearnerError(
+                f"policy {scope!r} was saved with interactions/low rank "
+                f"{sorted(feature_flag_set(saved))}, the config asks for "
+                f"{sorted(feature_flag_set(self.config.feature_flags()))}; a saved VW model keeps "
+                "them: restore learner.interactions / low_rank, or start a new deployment"
+            )
         wanted = build_exploration(self.config.exploration_for(trigger)).vw_flags()
         if saved is None or same_exploration(saved, wanted):
             return self.config.vw_args

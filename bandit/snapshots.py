@@ -159,6 +159,8 @@ def snapshot_contents(
             "retest_share": config.pruning.retest_share,
             "held": held,
             "overrides": config.pruning.overrides,
+            "rule": config.pruning.model_dump(mode="json"),
+            "reaction_cap": max(r.cold_start_outcomes for r in config.decisions.all_rules()),
         },
     }
     return manifest, files
@@ -173,15 +175,25 @@ class SnapshotStore:
 
     # ---- publishing ---------------------------------------------------------------------
 
-    def next_sequence(self) -> int:
+    def next_sequence(self, after: int = 0) -> int:
+        """One more than the newest snapshot here (or than `after`, if that is higher)."""
         numbers = [int(p.name[5:]) for p in self.directory.glob("snap-*") if p.name[5:].isdigit()]
-        return max(numbers, default=0) + 1
+        return max([*numbers, after], default=0) + 1
 
     def publish(
-        self, config: Config, state: LearnerState, trained_through: dict[str, int], examples: int
+        self,
+        config: Config,
+        state: LearnerState,
+        trained_through: dict[str, int],
+        examples: int,
+        after_sequence: int = 0,
     ) -> str:
-        """Write a snapshot of `state` and point `LATEST` at it; returns its name."""
-        sequence = self.next_sequence()
+        """Write a snapshot of `state` and point `LATEST` at it; returns its name.
+
+        `after_sequence`: the publisher's own last sequence, so numbering continues even if
+        the directory was lost (followers of the snapshot topic only take newer sequences).
+        """
+        sequence = self.next_sequence(after_sequence)
         manifest, files = snapshot_contents(config, state, sequence, trained_through, examples)
         return self.write(manifest, files)
 
@@ -216,6 +228,9 @@ class SnapshotStore:
         for old in names[: max(0, len(names) - self.keep)]:
             if old != keep_name:
                 shutil.rmtree(self.directory / old, ignore_errors=True)
+        for tmp in self.directory.glob(".tmp-snap-*"):  # left by a crash mid-write
+            if not tmp.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(tmp, ignore_errors=True)
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -343,11 +358,19 @@ def unpack_snapshot(message: bytes, store: SnapshotStore) -> str:
     """Write a packed snapshot into `store` (verified first); returns its name."""
     try:
         bundle = orjson.loads(message)
+        SnapshotManifest.model_validate(bundle["manifest"])
         manifest = dict(bundle["manifest"])
         digests = manifest.pop("files")
         files = {rel: base64.b64decode(text) for rel, text in bundle["files"].items()}
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SnapshotError(f"packed snapshot manifest: {where}: {first['msg']}") from None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"not a packed snapshot: {exc}") from exc
+    unsafe = sorted(r for r in files if Path(r).is_absolute() or ".." in Path(r).parts)
+    if unsafe:
+        raise SnapshotError(f"packed snapshot names files outside itself: {unsafe}")
     if set(files) != set(digests) or any(_sha256(files[r]) != d for r, d in digests.items()):
         raise SnapshotError(
             f"packed snapshot {manifest.get('policy_id')!r}: files do not match their sha256"

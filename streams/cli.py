@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from bandit.config import Config, load_config
+from bandit.config import Config, PruningConfig, load_config
 from bandit.errors import BrokerError, NudgeError
 from bandit.events import timestamp_text
 
@@ -170,17 +170,17 @@ def cmd_follow(args: argparse.Namespace) -> int:
     return 0
 
 
-def _arms_rows(state_arms: dict, state_pruning: dict, cfg: Config) -> list[dict[str, object]]:
+def _arms_rows(
+    state_arms: dict, state_pruning: dict, rule: PruningConfig, none_action: str
+) -> list[dict[str, object]]:
     from bandit.arms import ArmStats
     from bandit.pruning import PruningState, metric_interval
 
-    arms = ArmStats.from_json(
-        state_arms, cfg.pruning.half_life_impressions, cfg.rewards.none_action
-    )
+    arms = ArmStats.from_json(state_arms, rule.half_life_impressions, none_action)
     statuses = PruningState.from_json(state_pruning).statuses
     rows: list[dict[str, object]] = []
     for e in arms.all_estimates():
-        value, low, high = metric_interval(e, cfg.pruning)
+        value, low, high = metric_interval(e, rule)
         status = statuses.get(e.trigger, {}).get(e.action)
         shown = max(e.shown, 1)
         rows.append(
@@ -192,11 +192,11 @@ def _arms_rows(state_arms: dict, state_pruning: dict, cfg: Config) -> list[dict[
                 "not_helpful_rate": e.not_helpful / shown,
                 "ignored_rate": e.ignored / shown,
                 "value": e.value,
-                "metric": cfg.pruning.metric,
+                "metric": rule.metric,
                 "metric_value": value,
                 "low": low,
                 "high": high,
-                "status": "send-nothing" if e.action == cfg.rewards.none_action
+                "status": "send-nothing" if e.action == none_action
                 else (status.status if status else "active"),
                 "since": timestamp_text(status.since) if status else None,
             }
@@ -208,6 +208,7 @@ def cmd_arms(args: argparse.Namespace) -> int:
     from streams.checkpoints import CheckpointStore
 
     cfg = _config(args)
+    rule, none_action = cfg.pruning, cfg.rewards.none_action
     if args.snapshots:
         from bandit.snapshots import SnapshotStore
 
@@ -225,7 +226,7 @@ def cmd_arms(args: argparse.Namespace) -> int:
                 "(or pass --snapshots DIR)"
             )
         arms, pruning, source = ckpt.arms, ckpt.pruning, f"checkpoint {ckpt.sequence}"
-    rows = _arms_rows(arms, pruning, cfg)
+    rows = _arms_rows(arms, pruning, rule, none_action)
     if args.trigger:
         rows = [r for r in rows if fnmatch.fnmatchcase(str(r["trigger"]), args.trigger)]
     changes = list((pruning or {}).get("changes", []))
@@ -244,7 +245,6 @@ def cmd_arms(args: argparse.Namespace) -> int:
                 f"{c['before']:>11} -> {c['after']:<11} {e['metric']} {interval} shown {e['shown']}"
             )
         return 0
-    rule = cfg.pruning
     print(
         f"arms from {source}; pruning {'on' if rule.enabled else 'off'}: {rule.metric} interval "
         f"({rule.confidence:.0%}) wholly below {rule.threshold:+g} after {rule.min_impressions} "

@@ -218,6 +218,7 @@ class StreamLearner:
 
     def _settle(self) -> None:
         joined, rejected = self.join.drain()
+        self._dirty += len(joined)  # windows closed by the watermark alone still need saving
         for event in joined:
             self.learner.learn(event)
             self.stats.record_learned(event)
@@ -242,8 +243,11 @@ class StreamLearner:
         cfg = self.config.snapshots
         if self.stats.learned - self._learned_at_snapshot >= cfg.every_events:
             return True
-        if self.stats.consumed == self._consumed_at_snapshot:
-            return False
+        if (
+            self.stats.consumed == self._consumed_at_snapshot
+            and self.stats.learned == self._learned_at_snapshot
+        ):
+            return False  # nothing read and nothing learned (closing windows also learns)
         elapsed = now - self._last_snapshot
         return elapsed >= cfg.every_s or (caught_up and elapsed >= cfg.min_interval_s)
 
@@ -278,8 +282,10 @@ class StreamLearner:
 
     def _publish(self, state: LearnerState) -> None:
         self.published = self.snapshots.publish(
-            self.config, state, dict(self.offsets), self.stats.learned
-        )
+            self.config, state, dict(self.offsets), self.stats.learned,
+            after_sequence=self.stats.snapshot_sequence,
+        )  # fmt: skip
+        self.stats.snapshot_sequence = int(self.published.removeprefix("snap-"))
         topic = self.config.snapshots.kafka_topic
         if topic is not None:
             self.snapshot_producer.send(

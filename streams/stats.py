@@ -55,6 +55,7 @@ class ConsumerStats:
     reward_sum: float = 0.0
     checkpoints: int = 0
     snapshots: int = 0
+    snapshot_sequence: int = 0  # of the last published snapshot: numbering never goes back
     starts: int = 0
     ledger: Ledger = field(default_factory=Ledger)
 
@@ -91,6 +92,7 @@ class ConsumerStats:
             reward_sum=data["reward_sum"],
             checkpoints=data["checkpoints"],
             snapshots=data.get("snapshots", 0),
+            snapshot_sequence=data.get("snapshot_sequence", 0),
             starts=data["starts"],
             ledger=Ledger(int(ledger.get("count", 0)), int(ledger.get("digest", "0"), 16)),
         )

@@ -31,6 +31,9 @@ class WatermarkTracker:
     def current(self, partitions: Iterable[str], caught_up: Set[str], now: float = 0.0) -> float:
         """The watermark over `partitions`, leaving out those caught up and idle at `now`."""
         unknown = float("-inf")
+        partitions = list(partitions)
+        for p in partitions:  # first seen now: it is idle only after idle_s without records
+            self._last_record.setdefault(p, now)
         busy = [
             self.highest.get(p, unknown)
             for p in partitions

@@ -62,3 +62,24 @@ def test_export_without_a_checkpoint_says_to_consume_first(
     monkeypatch.setenv("NUDGE_CHECKPOINT__DIRECTORY", str(tmp_path / "none"))
     assert main(["export", "--out", str(tmp_path / "out")]) == 2
     assert "run `nudge consume` first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ('{"device": {"os": "ios"}}', "namespace 'device' is not configured"),
+        ('{"learner": {"prior ctr": 0.1}}', "feature name 'prior ctr'"),
+        ('{"learner": 5}', "must map feature names to values"),
+        ('{"learner": {"x": [1]}}', "a feature is a finite number or text"),
+    ],
+)
+def test_decide_refuses_a_context_the_event_contract_would_reject(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], context: str, message: str
+) -> None:
+    _untrained_snapshot(tmp_path)
+    code = main(
+        ["decide", "--snapshots", str(tmp_path), "--trigger", TRIGGER, "--learner", "u1",
+         "--context", context, "--reactions", "0"]
+    )  # fmt: skip
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -606,6 +606,8 @@ def test_snapshot_carries_the_held_set_evidence_and_statuses(
         "retest_share": config.pruning.retest_share,
         "held": learned.held,
         "overrides": config.pruning.overrides,
+        "rule": config.pruning.model_dump(mode="json"),
+        "reaction_cap": max(r.cold_start_outcomes for r in config.decisions.all_rules()),
     }
     assert snapshot.state.arms == learned.state.arms
     assert snapshot.state.pruning == learned.state.pruning

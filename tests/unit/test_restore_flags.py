@@ -68,3 +68,11 @@ def test_a_restored_policy_takes_a_new_learning_rate_but_refuses_a_new_cb_type()
     other = LearnerConfig.model_validate({"vw_args": "--cb_type dr -b 18"})
     with pytest.raises(LearnerError, match="keeps its reductions"):
         OnlineLearner(other, state=state)
+
+
+def test_a_restored_policy_refuses_changed_interactions_or_low_rank() -> None:
+    state = _trained({}).state()
+    for changed in ({"interactions": [["learner", "action"]]}, {"low_rank": {"rank": 4}}):
+        with pytest.raises(LearnerError, match="interactions/low rank"):
+            OnlineLearner(LearnerConfig.model_validate(changed), state=state)
+    OnlineLearner(LearnerConfig(), state=state).close()  # unchanged: fine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 
 import orjson
@@ -54,3 +55,22 @@ def test_a_tampered_packed_snapshot_is_refused_and_nothing_is_written(
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def test_a_packed_snapshot_naming_files_outside_itself_is_refused(tmp_path: Path) -> None:
+    store, name = _published(tmp_path)
+    bundle = orjson.loads(pack_snapshot(store.directory / name))
+    bundle["files"]["../../escaped.txt"] = _b64(b"x")
+    bundle["manifest"]["files"]["../../escaped.txt"] = hashlib.sha256(b"x").hexdigest()
+    mirror = SnapshotStore(tmp_path / "mirror")
+    with pytest.raises(SnapshotError, match="outside itself"):
+        unpack_snapshot(orjson.dumps(bundle), mirror)
+    assert not (tmp_path / "escaped.txt").exists() and mirror.latest_pointer() is None
+
+
+def test_a_packed_snapshot_with_a_broken_manifest_is_refused(tmp_path: Path) -> None:
+    message = orjson.dumps(
+        {"manifest": {"format_version": 1, "sequence": 9, "files": {}}, "files": {}}
+    )
+    with pytest.raises(SnapshotError, match="packed snapshot manifest"):
+        unpack_snapshot(message, SnapshotStore(tmp_path / "mirror"))
