@@ -177,7 +177,9 @@ def build_snapshot(directory: Path, examples: int, epsilon: float, seed: int) ->
             "learner": {
                 "exploration": {"algorithm": "epsilon", "epsilon": epsilon},
                 "outcome_model": True,
-            }
+            },
+            # The consumer counts reactions up to the deepest cold start any decider uses.
+            "decisions": {"default": {"cold_start_outcomes": 5}},
         }
     )
     rewards: RewardConfig = config.rewards
