@@ -377,8 +377,8 @@ class PruningConfig(_Section):
     """Per-trigger pruning: hold a message back at a trigger once the evidence shows it is bad.
 
     A message is pruned at a trigger when it has been shown `min_impressions` times and the
-    `confidence` interval of its `metric` lies wholly below `threshold`; it comes back when the
-    interval no longer does. `lift_vs_none`: value minus sending nothing; `reward`: value
+    `confidence` interval of its `metric` lies wholly below `threshold`; it comes back when its
+    estimate is back at the threshold (hysteresis against flapping). `lift_vs_none`: value minus sending nothing; `reward`: value
     itself; `gap_vs_best`: value minus the best other message's. Values are importance-weighted
     (unbiased under any logging mixture) with a half-life in impressions. Pruned messages still
     get `retest_share` of the decisions at their trigger, so evidence keeps coming.

@@ -2,7 +2,8 @@
 
 Evaluated every `evaluate_every_events` learned events on the `ArmStats` evidence: a message
 shown at least `min_impressions` times whose metric interval lies wholly below the threshold
-is pruned at that trigger (only there); it is restored when its interval no longer does.
+is pruned at that trigger (only there); it is restored when its estimate is back at the
+threshold.
 Manual overrides (keep / hold) win. Every change is logged with its evidence and event time.
 """
 
@@ -110,8 +111,9 @@ class PruningState:
                     continue
                 value, low, high = metric_interval(estimate, config)
                 evidence = Evidence(config.metric, value, low, high, estimate.shown)
-                status = _decide(estimate, high, config)
                 before = current.get(estimate.action)
+                was_pruned = before is not None and before.status == "pruned"
+                status = _decide(estimate, value, high, config, was_pruned)
                 if before is None or before.status != status:
                     current[estimate.action] = ArmStatus(status, now, evidence)
                     change = PruningChange(
@@ -162,18 +164,27 @@ class PruningState:
         return cls(statuses, changes, int(data.get("events_since_evaluation", 0)))
 
 
-def _decide(estimate: ArmEstimate, high: float | None, config: PruningConfig) -> Status:
+def _decide(
+    estimate: ArmEstimate,
+    value: float | None,
+    high: float | None,
+    config: PruningConfig,
+    was_pruned: bool,
+) -> Status:
+    """Prune when the whole interval is below the threshold; once pruned, stay pruned until
+    the estimate itself is back at the threshold (hysteresis: a message whose value sits
+    just below the threshold does not flap between pruned and active as its interval
+    breathes; one that really improves comes back through the re-test evidence)."""
     override = config.override_for(estimate.trigger, estimate.action)
     if override == "keep":
         return "forced_keep"
     if override == "hold":
         return "forced_hold"
-    if (
-        config.enabled
-        and high is not None
-        and estimate.shown >= config.min_impressions
-        and high < config.threshold
-    ):
+    if not config.enabled or value is None:
+        return "active"
+    if was_pruned:
+        return "pruned" if value < config.threshold else "active"
+    if high is not None and estimate.shown >= config.min_impressions and high < config.threshold:
         return "pruned"
     return "active"
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bandit.arms import ArmStats
 from bandit.config import PruningConfig
 from bandit.events import OutcomeLabel
-from bandit.pruning import PruningState
+from bandit.pruning import ArmStatus, Evidence, PruningState
 
 NONE = "none"
 T = "A/quiz-3/quiz-failed"
@@ -56,3 +57,39 @@ def test_gap_vs_best_does_not_prune_messages_as_good_as_the_best() -> None:
     # Family-wise error 5% per evaluation; over 40 evaluations per run the union is still
     # rare because the evaluations are strongly correlated. Before the fix: 15 of 40 runs.
     assert pruned_runs <= 1, pruned_runs
+
+
+def test_a_pruned_message_stays_pruned_until_its_estimate_is_back_at_the_threshold() -> None:
+    rule = PruningConfig(threshold=-0.05, min_impressions=10, half_life_impressions=1e12)
+    ids = ("m", NONE)
+
+    def stats(rewards: list[float]) -> ArmStats:
+        arms = ArmStats(rule.half_life_impressions, NONE)
+        for i, r in enumerate(rewards):  # alternate m and none, each at probability 1/2
+            k = i % 2
+            arms.observe(T, ids, k, 0.5, r if k == 0 else 0.0, OutcomeLabel.IGNORED, float(i))
+        return arms
+
+    # m's estimate is -0.08 (below the threshold) but its interval is wide: it covers -0.05.
+    rng = np.random.default_rng(0)
+    noisy = [float(x) for x in rng.normal(0, 1.0, 200)]
+    shift = -0.08 / 2 - float(np.mean(noisy[0::2])) / 2  # mean of 2*r over all = -0.08
+    arms = stats([x + 2 * shift if i % 2 == 0 else 0.0 for i, x in enumerate(noisy)])
+    m = next(e for e in arms.estimates(T) if e.action == "m")
+    assert m.lift is not None and m.lift_se is not None
+    assert m.lift == pytest.approx(-0.08)
+    assert m.lift + 1.96 * m.lift_se > rule.threshold  # the interval is not wholly below
+
+    fresh = PruningState()
+    fresh.evaluate(arms, rule, 1.0)
+    assert fresh.held() == {}  # not enough evidence to prune it...
+    pruned = PruningState()
+    pruned.statuses[T] = {}
+    pruned.statuses[T]["m"] = ArmStatus(
+        "pruned", 0.0, Evidence("lift_vs_none", -0.3, -0.4, -0.2, 50)
+    )
+    pruned.evaluate(arms, rule, 1.0)
+    assert pruned.held() == {T: {"m": "pruned"}}  # ...nor to restore it: no flapping
+    better = stats([x + 0.2 if i % 2 == 0 else 0.0 for i, x in enumerate(noisy)])
+    pruned.evaluate(better, rule, 2.0)
+    assert pruned.held() == {}  # estimate back above the threshold: restored
