@@ -378,10 +378,11 @@ class PruningConfig(_Section):
 
     A message is pruned at a trigger when it has been shown `min_impressions` times and the
     `confidence` interval of its `metric` lies wholly below `threshold`; it comes back when its
-    estimate is back at the threshold (hysteresis against flapping). `lift_vs_none`: value minus sending nothing; `reward`: value
-    itself; `gap_vs_best`: value minus the best other message's. Values are importance-weighted
-    (unbiased under any logging mixture) with a half-life in impressions. Pruned messages still
-    get `retest_share` of the decisions at their trigger, so evidence keeps coming.
+    estimate is back at the threshold (hysteresis against flapping). `lift_vs_none`: value
+    minus sending nothing; `reward`: value itself; `gap_vs_best`: value minus another message's
+    (every other one, Bonferroni-corrected). Values are importance-weighted (unbiased under any
+    logging mixture) with a half-life in impressions. Pruned messages still get `retest_share`
+    of the decisions at their trigger, so evidence keeps coming.
     `overrides`: trigger pattern -> message -> `keep` (never pruned) or `hold` (never shown).
     """
 
