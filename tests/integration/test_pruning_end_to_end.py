@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -20,10 +21,15 @@ pytestmark = pytest.mark.kafka
 SEED = 7
 
 
-def _arms(dep: Deployment) -> list[dict[str, object]]:
+def _arms_and_changes(dep: Deployment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     done = dep.nudge("arms", "--json")
     assert done.returncode == 0, done.stderr
-    return list(orjson.loads(done.stdout)["arms"])
+    body = orjson.loads(done.stdout)
+    return list(body["arms"]), list(body["changes"])
+
+
+def _arms(dep: Deployment) -> list[dict[str, Any]]:
+    return _arms_and_changes(dep)[0]
 
 
 def test_pruning_state_is_checkpointed_restored_exported_and_honoured(
