@@ -34,6 +34,11 @@ class SnapshotError(NudgeError):
     """A policy snapshot is missing, tampered with, or of a format this version cannot read."""
 
 
+class InvalidFeedback(NudgeError, ValueError):
+    """Logged feedback for replay has a wrong shape or impossible values; the message names the
+    array and the first bad row."""
+
+
 class BrokerError(NudgeError):
     """Kafka could not be reached or refused a request."""
 
