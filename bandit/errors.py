@@ -43,3 +43,14 @@ class BrokerError(NudgeError):
     """Kafka could not be reached or refused a request."""
 
     retriable = True
+
+
+class ReplayInputError(NudgeError, ValueError):
+    """A replay input (event log, DSJSON, table, side file) has a bad record; the message names
+    the file, the line or row, and the field."""
+
+    def __init__(self, where: str, field: str, problem: str) -> None:
+        super().__init__(f"{where}: {field}: {problem}")
+        self.where = where
+        self.field = field
+        self.problem = problem

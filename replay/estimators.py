@@ -14,6 +14,10 @@ Arrays (n events, K actions; ragged action sets padded and flagged by ``mask``):
 - ``target`` (n, K): target-policy probabilities; each row sums to 1 over unmasked actions.
 - ``q_hat`` (n, K), optional: reward-model predictions, needed by DM, DR and DRos.
 - ``mask`` (n, K) bool, optional: True where the action was available to the event.
+- ``cells`` (n,) int, optional: the stratum of each event (e.g. its trigger). When ``q_hat``
+  is not given but ``cells`` is, DM, DR and DRos fit the tabular reward model
+  ``q_hat(cell, a) = mean logged reward of a in the cell`` themselves, and refit it inside
+  every bootstrap resample, so the interval carries the model's estimation error.
 
 References are given on each estimator.
 """
@@ -48,6 +52,7 @@ class LoggedFeedback:
     target: np.ndarray
     q_hat: np.ndarray | None = None
     mask: np.ndarray | None = None
+    cells: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         reward = _as_float("reward", self.reward, ndim=1)
@@ -82,6 +87,16 @@ class LoggedFeedback:
                     f"q_hat has shape {q_hat.shape}; expected {target.shape} like target"
                 )
 
+        cells = None
+        if self.cells is not None:
+            cells = np.asarray(self.cells)
+            if cells.shape != (n,) or not np.issubdtype(cells.dtype, np.integer):
+                raise InvalidFeedback(
+                    f"cells has shape {cells.shape} and dtype {cells.dtype}; "
+                    f"expected ({n},) integers like reward"
+                )
+            cells = cells.astype(np.int64)
+            _first_bad("cells", cells < 0, cells, "is negative")
         _first_bad("pscore", ~((pscore > 0) & (pscore <= 1)), pscore, "is outside (0, 1]")
         _first_bad("chosen", (chosen < 0) | (chosen >= k), chosen, f"is outside [0, {k})")
         if mask is not None:
@@ -108,6 +123,7 @@ class LoggedFeedback:
             ("target", target),
             ("q_hat", q_hat),
             ("mask", mask),
+            ("cells", cells),
         ):
             if value is not None:
                 value.setflags(write=False)
@@ -122,10 +138,22 @@ class LoggedFeedback:
         """Importance weights ``w_i = pi(a_i | x_i) / mu(a_i | x_i)``, shape (n,)."""
         return self.target[np.arange(self.n), self.chosen] / self.pscore
 
+    @property
+    def k(self) -> int:
+        """Number of actions (columns)."""
+        return int(self.target.shape[1])
+
+    def fits_reward_model(self) -> bool:
+        """True when DM / DR / DRos fit the tabular model from ``cells`` (no ``q_hat`` given)."""
+        return self.q_hat is None and self.cells is not None
+
     def require_q_hat(self, who: str) -> np.ndarray:
         """Return ``q_hat`` or fail naming the estimator that needs it."""
         if self.q_hat is None:
-            raise InvalidFeedback(f"{who} needs q_hat (n, K) reward-model predictions; got None")
+            raise InvalidFeedback(
+                f"{who} needs q_hat (n, K) reward-model predictions or cells for the tabular "
+                "model; got neither"
+            )
         return self.q_hat
 
 
@@ -169,12 +197,19 @@ class _Terms:
 
 
 class _Estimator:
-    """Shared estimate / bootstrap machinery; subclasses write only `_per_sample`."""
+    """Shared estimate / bootstrap machinery; subclasses write only `_terms`."""
 
     name: ClassVar[str] = "estimator"
+    uses_reward_model: ClassVar[bool] = False
+
+    def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
+        raise NotImplementedError
 
     def _per_sample(self, feedback: LoggedFeedback) -> _Terms:
-        raise NotImplementedError
+        fit = None
+        if self.uses_reward_model and feedback.fits_reward_model():
+            fit = fit_tabular(feedback)
+        return self._terms(feedback, fit)
 
     def estimate(self, feedback: LoggedFeedback, *, confidence: float = 0.95) -> Estimate:
         """Point estimate with an analytic normal interval from the per-event influence values.
@@ -182,15 +217,27 @@ class _Estimator:
         ``se = std(phi) / sqrt(n)`` with ``phi_i = (num_i - V den_i) / mean(den)`` (the plain
         sample standard error when ``den = 1``; the delta method when self-normalised).
         """
-        z = _z(confidence)
+        value, influence = self._value_and_influence(feedback)
+        return _normal_estimate(self.name, value, influence, confidence)
+
+    def estimate_difference(
+        self, first: LoggedFeedback, second: LoggedFeedback, *, confidence: float = 0.95
+    ) -> Estimate:
+        """``V(first) - V(second)`` on the same logged events (two target policies), with the
+        paired analytic interval: influence values subtract, so shared noise cancels."""
+        _check_paired(first, second)
+        v1, phi1 = self._value_and_influence(first)
+        v2, phi2 = self._value_and_influence(second)
+        return _normal_estimate(self.name, v1 - v2, phi1 - phi2, confidence)
+
+    def _value_and_influence(self, feedback: LoggedFeedback) -> tuple[float, np.ndarray]:
         terms = self._per_sample(feedback)
         value = _ratio(terms.num.sum(), _den_sum(terms, feedback.n))
         den = np.ones(feedback.n) if terms.den is None else terms.den
         influence = (
             (terms.num - value * den) / den.mean() if den.mean() > 0 else np.zeros(feedback.n)
         )
-        se = float(influence.std(ddof=1) / np.sqrt(feedback.n)) if feedback.n > 1 else float("nan")
-        return Estimate(self.name, value, se, value - z * se, value + z * se, confidence, "normal")
+        return value, influence
 
     def bootstrap_interval(
         self,
@@ -199,44 +246,101 @@ class _Estimator:
         seed: int | np.random.Generator,
         n_boot: int = 200,
         confidence: float = 0.95,
+        minus: LoggedFeedback | None = None,
     ) -> Estimate:
         """Percentile interval from ``n_boot`` resamples of whole events (with replacement).
 
         A resample's estimate is the ratio of resampled per-event sums; resamples are drawn
         in chunks of at most ``_BOOT_CHUNK_ELEMENTS`` indices so memory stays bounded for
         large n; the draws, hence the result, do not depend on the chunk size. ``se`` is the
-        standard deviation of the bootstrap estimates. The reward model is held fixed:
-        model-fitting error is not resampled.
+        standard deviation of the bootstrap estimates. With ``cells`` and no ``q_hat`` the
+        tabular reward model is refitted on every resample. With ``minus`` the interval is of
+        ``V(feedback) - V(minus)``, both computed on the same resamples.
         """
         _z(confidence)
         if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
             raise ValueError(f"n_boot must be an integer >= 2; got {n_boot!r}")
+        parts = [feedback] if minus is None else [feedback, minus]
+        if minus is not None:
+            _check_paired(feedback, minus)
         rng = np.random.default_rng(seed)
-        terms = self._per_sample(feedback)
-        value = _ratio(terms.num.sum(), _den_sum(terms, feedback.n))
-        n = feedback.n
-        chunk = max(1, _BOOT_CHUNK_ELEMENTS // n)
+        terms = [self._per_sample(f) for f in parts]
+        values = [_ratio(t.num.sum(), _den_sum(t, feedback.n)) for t in terms]
+        if self.uses_reward_model and feedback.fits_reward_model():
+            boot = self._refit_bootstrap(parts, rng, n_boot)
+        else:
+            boot = _resampled_ratios(terms, feedback.n, rng, n_boot)
+        value = values[0] - values[1] if minus is not None else values[0]
+        return _percentile_estimate(self.name, value, boot, confidence)
+
+    def _refit_bootstrap(
+        self, parts: list[LoggedFeedback], rng: np.random.Generator, n_boot: int
+    ) -> np.ndarray:
+        """Bootstrap estimates with the tabular reward model refitted on every resample
+        (as event multiplicities), so DM's interval includes the model's estimation error."""
+        n = parts[0].n
         boot = np.empty(n_boot)
-        for start in range(0, n_boot, chunk):
-            stop = min(start + chunk, n_boot)
-            idx = rng.integers(0, n, size=(stop - start, n))
-            num = terms.num[idx].sum(axis=1)
-            den = (
-                np.full(stop - start, float(n)) if terms.den is None else terms.den[idx].sum(axis=1)
-            )
+        for b in range(n_boot):
+            counts = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+            values = []
+            for feedback in parts:
+                terms = self._terms(feedback, fit_tabular(feedback, counts))
+                den = counts.sum() if terms.den is None else float(counts @ terms.den)
+                values.append(float(counts @ terms.num) / den if den > 0 else 0.0)
+            boot[b] = values[0] - values[1] if len(values) == 2 else values[0]
+        return boot
+
+
+def _resampled_ratios(
+    terms: list[_Terms], n: int, rng: np.random.Generator, n_boot: int
+) -> np.ndarray:
+    """Each resample's ratio of summed terms (first minus second when two are given)."""
+    chunk = max(1, _BOOT_CHUNK_ELEMENTS // (n * len(terms)))
+    boot = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(start + chunk, n_boot)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        ratios = []
+        for t in terms:
+            num = t.num[idx].sum(axis=1)
+            den = np.full(stop - start, float(n)) if t.den is None else t.den[idx].sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                boot[start:stop] = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-        alpha = 1.0 - confidence
-        low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-        return Estimate(
-            self.name,
-            value,
-            float(boot.std(ddof=1)),
-            float(low),
-            float(high),
-            confidence,
-            "bootstrap",
+                ratios.append(np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0))
+        boot[start:stop] = ratios[0] - ratios[1] if len(ratios) == 2 else ratios[0]
+    return boot
+
+
+def _check_paired(first: LoggedFeedback, second: LoggedFeedback) -> None:
+    same = (
+        first.n == second.n
+        and np.array_equal(first.chosen, second.chosen)
+        and np.array_equal(first.reward, second.reward)
+        and np.array_equal(first.pscore, second.pscore)
+    )
+    if not same:
+        raise InvalidFeedback(
+            "a difference needs both policies evaluated on the same logged events "
+            "(same chosen, reward and pscore arrays)"
         )
+
+
+def _normal_estimate(
+    name: str, value: float, influence: np.ndarray, confidence: float
+) -> Estimate:
+    z = _z(confidence)
+    n = influence.shape[0]
+    se = float(influence.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return Estimate(name, value, se, value - z * se, value + z * se, confidence, "normal")
+
+
+def _percentile_estimate(
+    name: str, value: float, boot: np.ndarray, confidence: float
+) -> Estimate:
+    alpha = 1.0 - confidence
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return Estimate(
+        name, value, float(boot.std(ddof=1)), float(low), float(high), confidence, "bootstrap"
+    )
 
 
 def _z(confidence: float) -> float:
@@ -261,8 +365,77 @@ def _check_positive(owner: str, name: str, value: float | None, *, allow_none: b
         raise ValueError(f"{owner}.{name} must be a finite number > 0; got {value!r}")
 
 
-def _dm_terms(feedback: LoggedFeedback, who: str) -> tuple[np.ndarray, np.ndarray]:
-    q_hat = feedback.require_q_hat(who)
+@dataclass(frozen=True)
+class TabularFit:
+    """The tabular reward model fitted on (possibly resampled) events.
+
+    ``q_hat[i, a]`` is the propensity-weighted mean logged reward of ``a`` in event i's cell,
+    ``sum r_j / mu_j / sum 1 / mu_j`` over the cell's events that logged ``a`` (the plain mean
+    would be confounded when the logging policy favours ``a`` for some contexts of the cell);
+    it falls back to ``a``'s weighted mean over all cells, then the overall one, where the cell
+    never logged ``a``. ``extrapolated_mass`` is the share of target mass on (cell, action)
+    pairs never logged. See `model_error` for how the fit's own error enters intervals.
+    """
+
+    q_hat: np.ndarray  # (n, K)
+    flat: np.ndarray  # (n,) index of (cell, logged action)
+    mass: np.ndarray  # (cells * K,) target mass M(c, a), events counted with multiplicity
+    logged: np.ndarray  # (cells * K,) summed inverse propensities N(c, a) of logged events
+    multiplicity: np.ndarray  # (n,)
+    extrapolated_mass: float
+
+    def model_error(self, feedback: LoggedFeedback, correction: np.ndarray) -> np.ndarray:
+        """Per-event influence of the model's estimation error on an estimator
+        ``mean_i [sum_a pi q_hat + correction_i (r_i - q_hat(x_i, a_i))]``:
+        ``(M - S)(c_i, a_i) / (mu_i N(c_i, a_i)) * (r_i - q_hat(x_i, a_i))`` with ``S`` the
+        summed corrections of the (cell, action). It sums to exactly 0 (``q_hat`` is the
+        weighted cell mean), so adding it leaves the point estimate and fixes the variance:
+        for DM (no correction) it is the whole model error, for DR it nearly vanishes."""
+        summed = np.bincount(
+            self.flat, weights=self.multiplicity * correction, minlength=self.mass.shape[0]
+        )
+        safe = np.where(self.logged > 0, self.logged, 1.0)
+        factor = np.where(self.logged > 0, (self.mass - summed) / safe, 0.0)
+        q_chosen = self.q_hat[np.arange(feedback.n), feedback.chosen]
+        return factor[self.flat] / feedback.pscore * (feedback.reward - q_chosen)
+
+
+def fit_tabular(feedback: LoggedFeedback, counts: np.ndarray | None = None) -> TabularFit:
+    """Fit the tabular model by ``feedback.cells``; ``counts`` are event multiplicities."""
+    if feedback.cells is None:
+        raise InvalidFeedback("the tabular reward model needs cells (n,); got None")
+    cells, k, n = feedback.cells, feedback.k, feedback.n
+    n_cells = int(cells.max()) + 1
+    multiplicity = np.ones(n) if counts is None else counts
+    w = multiplicity / feedback.pscore
+    flat = cells * k + feedback.chosen
+    size = n_cells * k
+    logged = np.bincount(flat, weights=w, minlength=size)
+    total = np.bincount(flat, weights=w * feedback.reward, minlength=size)
+    by_action_n = logged.reshape(n_cells, k).sum(axis=0)
+    by_action_sum = total.reshape(n_cells, k).sum(axis=0)
+    overall = total.sum() / logged.sum() if logged.sum() > 0 else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        action_mean = np.where(by_action_n > 0, by_action_sum / by_action_n, overall)
+        q_cell = np.where(
+            logged > 0, total / np.where(logged > 0, logged, 1.0), np.tile(action_mean, n_cells)
+        ).reshape(n_cells, k)
+    mass = np.stack(
+        [
+            np.bincount(cells, weights=multiplicity * feedback.target[:, a], minlength=n_cells)
+            for a in range(k)
+        ],
+        axis=1,
+    ).reshape(size)
+    all_mass = mass.sum()
+    extrapolated = float(mass[logged == 0].sum() / all_mass) if all_mass > 0 else 0.0
+    return TabularFit(q_cell[cells], flat, mass, logged, multiplicity, extrapolated)
+
+
+def _dm_terms(
+    feedback: LoggedFeedback, who: str, fit: TabularFit | None
+) -> tuple[np.ndarray, np.ndarray]:
+    q_hat = fit.q_hat if fit is not None else feedback.require_q_hat(who)
     direct = (feedback.target * q_hat).sum(axis=1)
     q_chosen = q_hat[np.arange(feedback.n), feedback.chosen]
     return direct, q_chosen
@@ -283,7 +456,7 @@ class IPS(_Estimator):
     def __post_init__(self) -> None:
         _check_positive("IPS", "clip", self.clip, allow_none=True)
 
-    def _per_sample(self, feedback: LoggedFeedback) -> _Terms:
+    def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
         w = feedback.weights()
         if self.clip is not None:
             w = np.minimum(w, self.clip)
@@ -301,7 +474,7 @@ class SNIPS(_Estimator):
 
     name: ClassVar[str] = "SNIPS"
 
-    def _per_sample(self, feedback: LoggedFeedback) -> _Terms:
+    def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
         w = feedback.weights()
         return _Terms(w * feedback.reward, w)
 
@@ -310,17 +483,22 @@ class SNIPS(_Estimator):
 class DM(_Estimator):
     """Direct method: ``V = (1/n) sum_i sum_a pi(a|x_i) q_hat(x_i, a)``.
 
-    Its bias is the reward model's bias, whatever n is. The analytic interval ignores
-    reward-model error: it reflects only the spread of contexts, so it is too narrow
-    whenever ``q_hat`` is wrong (the replay layer refits the model inside the bootstrap
-    to account for it). Reference: Dudik, Langford & Li (2011), section 2.
+    Its bias is the reward model's bias, whatever n is. With a given ``q_hat`` the analytic
+    interval ignores reward-model error: it reflects only the spread of contexts, so it is too
+    narrow whenever ``q_hat`` is wrong. With ``cells`` instead, DM fits the tabular model
+    itself; its influence values then include the model's error (see `TabularFit`) and the
+    bootstrap refits the model per resample. Unbiased when the target depends on the context
+    only through the cell. Reference: Dudik, Langford & Li (2011), section 2.
     """
 
     name: ClassVar[str] = "DM"
+    uses_reward_model: ClassVar[bool] = True
 
-    def _per_sample(self, feedback: LoggedFeedback) -> _Terms:
-        direct, _ = _dm_terms(feedback, self.name)
-        return _Terms(direct)
+    def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
+        direct, _ = _dm_terms(feedback, self.name, fit)
+        if fit is None:
+            return _Terms(direct)
+        return _Terms(direct + fit.model_error(feedback, np.zeros(feedback.n)))
 
 
 @dataclass(frozen=True)
@@ -334,16 +512,18 @@ class DR(_Estimator):
 
     clip: float | None = None
     name: ClassVar[str] = "DR"
+    uses_reward_model: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_positive("DR", "clip", self.clip, allow_none=True)
 
-    def _per_sample(self, feedback: LoggedFeedback) -> _Terms:
-        direct, q_chosen = _dm_terms(feedback, self.name)
+    def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
+        direct, q_chosen = _dm_terms(feedback, self.name, fit)
         w = feedback.weights()
         if self.clip is not None:
             w = np.minimum(w, self.clip)
-        return _Terms(direct + w * (feedback.reward - q_chosen))
+        num = direct + w * (feedback.reward - q_chosen)
+        return _Terms(num if fit is None else num + fit.model_error(feedback, w))
 
 
 @dataclass(frozen=True)
@@ -352,23 +532,45 @@ class DRos(_Estimator):
 
     DR with each weight shrunk to ``w'_i = lambda w_i / (w_i^2 + lambda)``:
     ``V = (1/n) sum_i [ sum_a pi(a|x_i) q_hat(x_i, a) + w'_i (r_i - q_hat(x_i, a_i)) ]``.
-    Tends to DR as ``lambda -> inf`` and to DM as ``lambda -> 0``. Biased for finite lambda
-    unless ``q_hat`` is exact, and the analytic interval, like DM's, treats ``q_hat`` as
-    fixed: it omits that bias, so it under-covers when shrinkage is strong (lambda small
-    against the squared weights) and ``q_hat`` is off.
+    Tends to DR as ``lambda -> inf`` and to DM as ``lambda -> 0``; biased for finite lambda
+    unless ``q_hat`` is exact. ``lambda_=None`` tunes lambda per evaluation as the paper
+    does: the value on ``LAMBDA_GRID`` minimising the estimated MSE, sample variance / n plus
+    the squared bias bound ``mean(|w - w'| |r - q_hat|)``; with more data the variance term
+    shrinks, so lambda grows and the estimate moves towards DR. A fixed lambda's analytic
+    interval omits the shrinkage bias.
     """
 
-    lambda_: float
+    lambda_: float | None = None
     name: ClassVar[str] = "DRos"
+    uses_reward_model: ClassVar[bool] = True
+    LAMBDA_GRID: ClassVar[tuple[float, ...]] = tuple(float(10.0**e) for e in np.arange(-1, 7.5, 0.5))
 
     def __post_init__(self) -> None:
-        _check_positive("DRos", "lambda_", self.lambda_, allow_none=False)
+        _check_positive("DRos", "lambda_", self.lambda_, allow_none=True)
 
-    def _per_sample(self, feedback: LoggedFeedback) -> _Terms:
-        direct, q_chosen = _dm_terms(feedback, self.name)
+    def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
+        direct, q_chosen = _dm_terms(feedback, self.name, fit)
         w = feedback.weights()
-        shrunk = self.lambda_ * w / (w**2 + self.lambda_)
-        return _Terms(direct + shrunk * (feedback.reward - q_chosen))
+        residual = feedback.reward - q_chosen
+        lam = self.lambda_ if self.lambda_ is not None else _tuned_lambda(direct, w, residual)
+        shrunk = lam * w / (w**2 + lam)
+        num = direct + shrunk * residual
+        return _Terms(num if fit is None else num + fit.model_error(feedback, shrunk))
+
+
+def _tuned_lambda(direct: np.ndarray, w: np.ndarray, residual: np.ndarray) -> float:
+    """Lambda minimising estimated variance / n + bias bound squared (Su et al., 2020, sec. 4)."""
+    n = direct.shape[0]
+    best, best_mse = DRos.LAMBDA_GRID[-1], np.inf
+    for lam in DRos.LAMBDA_GRID:
+        shrunk = lam * w / (w**2 + lam)
+        terms = direct + shrunk * residual
+        variance = float(terms.var(ddof=1)) / n if n > 1 else 0.0
+        bias = float(np.mean(np.abs(w - shrunk) * np.abs(residual)))
+        mse = variance + bias**2
+        if mse < best_mse:
+            best, best_mse = lam, mse
+    return best
 
 
 @dataclass(frozen=True)
