@@ -101,7 +101,7 @@ def evaluate(
     notes: list[str] = []
     for done, candidate in enumerate(candidates):
         if progress:
-            progress(f"policy {candidate.name}", done, len(candidates))
+            progress("policies", done, len(candidates))
         started = time.perf_counter()
         target = candidate.probabilities(data)
         timings[f"policy {candidate.name}"] = time.perf_counter() - started
