@@ -3,6 +3,7 @@
 `Decider.decide(trigger, learner_id, context)` returns the chosen action, its probability
 under the whole mixture (forced share, cold start, versions, the VW policy or the send rule),
 the full pmf, the policy version, why it was chosen, and the impression event to log.
+`Decider.decision_pmf(...)` gives that same pmf without drawing (for offline replay).
 Hot reload: `reload()` (or the `watch()` thread) loads a new `LATEST` completely and verifies
 it before swapping one reference; a call in flight finishes on the policy it started with, and
 a snapshot that fails verification is refused while the previous one stays in use.
@@ -66,6 +67,29 @@ class Decision:
     def impression_json(self) -> bytes:
         """The impression as JSON bytes for the impressions topic."""
         return orjson.dumps(self.impression)
+
+
+@dataclass(frozen=True, slots=True)
+class _Components:
+    """The mixture over the offered candidates: f * uniform + (1 - f) * component."""
+
+    uniform: list[float]
+    component: list[float]  # uniform again when cold, else the policy or the send rule
+    forced_share: float
+    cold: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Mixture:
+    """The full decision pmf over every candidate, and the parts `decide` draws it by."""
+
+    ids: tuple[str, ...]
+    feats: tuple[Mapping[str, Any], ...]
+    pmf: list[float]
+    offered: tuple[int, ...]  # candidates neither pruned nor held
+    retest: tuple[int, ...]  # pruned candidates that get the re-test share
+    share: float  # the re-test share (0 when nothing is pruned)
+    parts: _Components
 
 
 class _RetryOnNewPolicy(Exception):
@@ -355,7 +379,30 @@ class Decider:
             except _RetryOnNewPolicy:
                 continue
 
-    def _decide(
+    def decision_pmf(
+        self,
+        trigger: str,
+        learner_id: str,
+        context: Context,
+        candidates: Sequence[str] | None = None,
+        *,
+        action_features: Mapping[str, Mapping[str, float | str]] | None = None,
+        reactions: int | None = None,
+    ) -> list[float]:
+        """The pmf over the candidates that `decide` would log for these inputs, without drawing.
+
+        Offline replay evaluates the deployed mixture with it; `decide` samples this same pmf.
+        """
+        while True:
+            policy = self.policy
+            try:
+                return self._mixture(
+                    policy, trigger, learner_id, context, candidates, action_features, reactions
+                ).pmf
+            except _RetryOnNewPolicy:
+                continue
+
+    def _mixture(
         self,
         policy: LoadedPolicy,
         trigger: str,
@@ -364,9 +411,10 @@ class Decider:
         candidates: Sequence[str] | None,
         action_features: Mapping[str, Mapping[str, float | str]] | None,
         reactions: int | None,
-        event_id: str | None,
-        timestamp: float | None,
-    ) -> Decision:
+    ) -> _Mixture:
+        """The whole decision mixture over the candidates: pruning re-test share around the
+        forced share, cold start and the policy; no randomness, so `decide` and
+        `decision_pmf` cannot disagree."""
         ids = tuple(candidates) if candidates is not None else self._available(policy, trigger)
         if not ids:
             raise NudgeError(f"no candidate actions at trigger {trigger!r}")
@@ -388,18 +436,36 @@ class Decider:
         sub_ids = tuple(ids[i] for i in offered)
         # VW text of the catalogue's own features is cached; given features are rendered.
         sub_given = tuple(feats[i] for i in offered) if action_features else None
-        sub_pmf, sub_index, why = self._choose(
-            policy, trigger, context, sub_ids, sub_given, reactions
-        )
+        parts = self._components(policy, trigger, context, sub_ids, sub_given, reactions)
+        sub_pmf = mix(parts.uniform, parts.component, parts.forced_share)
         pmf = [0.0] * len(ids)
         for j, i in enumerate(offered):
             pmf[i] = (1.0 - share) * sub_pmf[j]
         for i in retest if share else ():
             pmf[i] += share / len(retest)
-        if share and self._rng.random() < share:
-            index, why = retest[draw([1.0] * len(retest), self._rng.random())], "retest"
+        return _Mixture(ids, feats, pmf, tuple(offered), tuple(retest), share, parts)
+
+    def _decide(
+        self,
+        policy: LoadedPolicy,
+        trigger: str,
+        learner_id: str,
+        context: Context,
+        candidates: Sequence[str] | None,
+        action_features: Mapping[str, Mapping[str, float | str]] | None,
+        reactions: int | None,
+        event_id: str | None,
+        timestamp: float | None,
+    ) -> Decision:
+        m = self._mixture(
+            policy, trigger, learner_id, context, candidates, action_features, reactions
+        )
+        ids, feats, pmf = m.ids, m.feats, m.pmf
+        sub_index, why = self._sample(m.parts)
+        if m.share and self._rng.random() < m.share:
+            index, why = m.retest[draw([1.0] * len(m.retest), self._rng.random())], "retest"
         else:
-            index = offered[sub_index]
+            index = m.offered[sub_index]
         timestamp = time.time() if timestamp is None else timestamp
         impression = {
             "type": "impression",
@@ -426,7 +492,7 @@ class Decider:
             impression=impression,
         )
 
-    def _choose(
+    def _components(
         self,
         policy: LoadedPolicy,
         trigger: str,
@@ -434,8 +500,8 @@ class Decider:
         ids: tuple[str, ...],
         given: tuple[Mapping[str, Any], ...] | None,
         reactions: int,
-    ) -> tuple[list[float], int, Why]:
-        """The mixture over the offered candidates and a draw from it: (pmf, index, why)."""
+    ) -> _Components:
+        """The parts of the mixture over the offered candidates: uniform, policy, forced share."""
         rule = policy.rule_for(trigger)
         messages = message_mask(ids, policy.none_action)
         uniform = uniform_over(messages)
@@ -448,9 +514,7 @@ class Decider:
                 component = collapse_versions(component, ids, component)
         else:
             component = self._send_rule(policy, rule, context, ids, given, messages)
-        pmf = mix(uniform, component, rule.forced_share)
-        index, why = self._sample(uniform, component, rule.forced_share, cold)
-        return pmf, index, why
+        return _Components(uniform, component, rule.forced_share, cold)
 
     @staticmethod
     def _available(policy: LoadedPolicy, trigger: str) -> tuple[str, ...]:
@@ -482,16 +546,14 @@ class Decider:
             pmf = collapse_versions(pmf, ids, helpful)
         return pmf
 
-    def _sample(
-        self, uniform: list[float], component: list[float], forced_share: float, cold: bool
-    ) -> tuple[int, Why]:
+    def _sample(self, parts: _Components) -> tuple[int, Why]:
         """Draw the mixture in two stages, so the reason is known: forced, or the component."""
-        if forced_share > 0.0 and self._rng.random() < forced_share:
-            return draw(uniform, self._rng.random()), "forced"
-        index = draw(component, self._rng.random())
-        if cold:
+        if parts.forced_share > 0.0 and self._rng.random() < parts.forced_share:
+            return draw(parts.uniform, self._rng.random()), "forced"
+        index = draw(parts.component, self._rng.random())
+        if parts.cold:
             return index, "cold_start"
-        return index, "exploit" if index == argmax(component) else "explore"
+        return index, "exploit" if index == argmax(parts.component) else "explore"
 
 
 _FEATURE_NAME = re.compile(r"^[^\s|:=]{1,64}$")

@@ -1,0 +1,249 @@
+"""Candidate policies that run Vowpal Wabbit (through `bandit`, never importing it here).
+
+A published snapshot (its VW pmf, its greedy choice, or the whole mixture the decision service
+logs), "what if we had run this VW configuration" (progressive validation: predict each
+decision, then learn it), and the out-of-sample personalised policy (cross-fitting: trained on
+the other folds, applied to this one). All need the logged contexts (``data.impressions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from bandit.config import Config
+from bandit.decisions import Decider
+from bandit.errors import InvalidFeedback, NudgeError
+from bandit.events import Impression, OutcomeLabel
+from bandit.learning import JoinedEvent, OnlineLearner
+from bandit.snapshots import LATEST, warm_start_state
+from replay.candidates import check_probabilities
+from replay.logged import LoggedData
+
+SnapshotMode = Literal["pmf", "greedy", "deployed"]
+LearnedMode = Literal["pmf", "greedy"]
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+PROGRESS_EVERY_ROWS = 5_000
+_LABELS = frozenset(label.value for label in OutcomeLabel)
+
+
+def require_impressions(name: str, data: LoggedData) -> tuple[Impression, ...]:
+    """The logged contexts, or a clear error: VW policies score contexts, not just triggers."""
+    if data.impressions is None:
+        raise InvalidFeedback(
+            f"candidate {name!r} runs a VW policy on each decision's context, but the source "
+            f"{data.source or '(unnamed)'} has no contexts (e.g. a table without context "
+            "columns); replay it with trigger-only candidates, or export the events with contexts"
+        )
+    return data.impressions
+
+
+def _columns(data: LoggedData, imp: Impression) -> np.ndarray:
+    """Columns of the log's vocabulary for the impression's own action order."""
+    return np.fromiter(
+        (data.action_index(a) for a in imp.action_ids), np.int64, len(imp.action_ids)
+    )
+
+
+def _row(data: LoggedData, imp: Impression, pmf: np.ndarray, greedy: bool) -> np.ndarray:
+    """One (K,) target row from a pmf over the impression's actions: renormalised (VW's float32
+    pmf can miss 1 by ~1e-7), or one-hot on its argmax (the first of equals) when greedy."""
+    row = np.zeros(len(data.actions))
+    cols = _columns(data, imp)
+    pmf = np.asarray(pmf, dtype=np.float64)
+    if greedy:
+        row[cols[int(np.argmax(pmf))]] = 1.0
+    else:
+        row[cols] = pmf / pmf.sum()
+    return row
+
+
+def _report(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None and (done % PROGRESS_EVERY_ROWS == 0 or done == total):
+        progress(stage, done, total)
+
+
+def _check_mode(owner: str, mode: str, allowed: tuple[str, ...]) -> None:
+    if mode not in allowed:
+        raise ValueError(f"{owner} mode must be one of {list(allowed)}; got {mode!r}")
+
+
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    """A published policy snapshot (a store with ``LATEST``, or one ``snap-*`` directory).
+
+    ``pmf``: the policy's VW exploration pmf; ``greedy``: all mass on its argmax (first of
+    equals); ``deployed``: the whole pmf the decision service would log (forced share, cold
+    start from the snapshot's reaction counts, versions, pruned messages' re-test share).
+    """
+
+    directory: Path | str
+    mode: SnapshotMode = "pmf"
+    name: str | None = None  # default: "<directory name>:<mode>"
+
+    def __post_init__(self) -> None:
+        _check_mode("SnapshotPolicy", self.mode, ("pmf", "greedy", "deployed"))
+        if self.name is None:
+            object.__setattr__(self, "name", f"{Path(self.directory).name}:{self.mode}")
+
+    @contextmanager
+    def decider(self) -> Iterator[Decider]:
+        """A decider on the snapshot (the newest, for a store), closed afterwards."""
+        path = Path(self.directory)
+        decider = Decider(path) if (path / LATEST).exists() else Decider.from_snapshot(path)
+        try:
+            yield decider
+        finally:
+            decider.close()
+
+    def probabilities(self, data: LoggedData) -> np.ndarray:
+        name = str(self.name)
+        impressions = require_impressions(name, data)
+        probs = np.zeros(data.mask.shape)
+        with self.decider() as decider:
+            for i, imp in enumerate(impressions):
+                try:
+                    pmf = self._pmf(decider, imp)
+                except NudgeError as exc:
+                    raise InvalidFeedback(
+                        f"candidate {name!r}: row {i} (event {imp.event_id!r}): {exc}"
+                    ) from exc
+                probs[i] = _row(data, imp, np.asarray(pmf), greedy=self.mode == "greedy")
+        return check_probabilities(name, data, probs)
+
+    def _pmf(self, decider: Decider, imp: Impression) -> list[float]:
+        if self.mode == "deployed":
+            return decider.decision_pmf(
+                imp.trigger,
+                imp.learner_id,
+                imp.context,
+                imp.action_ids,
+                action_features=dict(zip(imp.action_ids, imp.action_features, strict=True)),
+            )
+        return decider.policy.policy_pmf(
+            imp.trigger, imp.context, imp.action_ids, imp.action_features
+        )
+
+
+def _fresh_learner(config: Config, data: LoggedData) -> OnlineLearner:
+    """A learner as the consumer would start one (warm start included), for the policy only:
+    no outcome model and no pruning, which do not change the policy's pmf."""
+    learner_config = config.learner.model_copy(update={"outcome_model": False})
+    warm = config.learner.warm_start
+    state = warm_start_state(warm.snapshot, warm.freeze) if warm is not None else None
+    return OnlineLearner(
+        learner_config, state=state, none_action=data.none_action or config.rewards.none_action
+    )
+
+
+def _joined(data: LoggedData, i: int, imp: Impression) -> JoinedEvent:
+    """Row i as the reward join would have settled it (the reward is what VW learns)."""
+    label = str(data.labels[i])
+    known = label in _LABELS
+    return JoinedEvent(
+        impression=imp,
+        label=OutcomeLabel(label) if known else OutcomeLabel.IGNORED,
+        value=None,
+        reward=float(data.reward[i]),
+        defaulted=not known,
+    )
+
+
+def _predict(learner: OnlineLearner, imp: Impression) -> np.ndarray:
+    return learner.predict(imp.trigger, imp.context, imp.action_ids, imp.action_features)
+
+
+@dataclass(frozen=True)
+class ProgressiveVW:
+    """What if this VW configuration had been running: row i gets the pmf (or greedy choice)
+    of a learner trained on rows 0..i-1 in log order, then learns row i (progressive
+    validation, predict before learn), so no row is scored by a model that saw its reward.
+
+    Unlike the logging policy it would have chosen differently, so later contexts would have
+    differed too; this is the standard offline stand-in (cf. VW's progressive validation).
+    """
+
+    config: Config
+    mode: LearnedMode = "pmf"
+    name: str | None = None  # default: "progressive-vw:<mode>"
+    progress: Progress | None = None
+
+    def __post_init__(self) -> None:
+        _check_mode("ProgressiveVW", self.mode, ("pmf", "greedy"))
+        if self.name is None:
+            object.__setattr__(self, "name", f"progressive-vw:{self.mode}")
+
+    def probabilities(self, data: LoggedData) -> np.ndarray:
+        name = str(self.name)
+        impressions = require_impressions(name, data)
+        probs = np.zeros(data.mask.shape)
+        learner = _fresh_learner(self.config, data)
+        try:
+            for i, imp in enumerate(impressions):
+                probs[i] = _row(data, imp, _predict(learner, imp), self.mode == "greedy")
+                learner.learn(_joined(data, i, imp))
+                _report(self.progress, name, i + 1, data.n)
+        finally:
+            learner.close()
+        return check_probabilities(name, data, probs)
+
+
+@dataclass(frozen=True)
+class CrossFitVW:
+    """The out-of-sample personalised policy: the rows of fold f get the pmf (or greedy
+    choice) of a fresh learner trained on the other folds' rows in log order, as the
+    push-nudge study trained on phase 1 and deployed to phase 2.
+
+    Folds come from `LoggedData.folds` (a hash of the event id), so they are stable and
+    shared with `BestUniform`, making the two directly comparable.
+    """
+
+    config: Config
+    folds: int = 2
+    mode: LearnedMode = "greedy"
+    name: str | None = None  # default: "crossfit-vw:<mode>"
+    progress: Progress | None = None
+
+    def __post_init__(self) -> None:
+        _check_mode("CrossFitVW", self.mode, ("pmf", "greedy"))
+        if self.folds < 2:
+            raise ValueError(f"CrossFitVW needs at least 2 folds; got {self.folds}")
+        if self.name is None:
+            object.__setattr__(self, "name", f"crossfit-vw:{self.mode}")
+
+    def probabilities(self, data: LoggedData) -> np.ndarray:
+        name = str(self.name)
+        impressions = require_impressions(name, data)
+        folds = data.folds(self.folds)
+        probs = np.zeros(data.mask.shape)
+        for f in range(self.folds):
+            learner = _fresh_learner(self.config, data)
+            try:
+                self._fit(learner, data, impressions, np.flatnonzero(folds != f), f)
+                rows = np.flatnonzero(folds == f)
+                stage = f"{name} fold {f + 1}/{self.folds} predict"
+                for done, i in enumerate(rows.tolist(), start=1):
+                    imp = impressions[i]
+                    probs[i] = _row(data, imp, _predict(learner, imp), self.mode == "greedy")
+                    _report(self.progress, stage, done, len(rows))
+            finally:
+                learner.close()
+        return check_probabilities(name, data, probs)
+
+    def _fit(
+        self,
+        learner: OnlineLearner,
+        data: LoggedData,
+        impressions: tuple[Impression, ...],
+        rows: np.ndarray,
+        fold: int,
+    ) -> None:
+        stage = f"{self.name} fold {fold + 1}/{self.folds} train"
+        for done, i in enumerate(rows.tolist(), start=1):
+            learner.learn(_joined(data, i, impressions[i]))
+            _report(self.progress, stage, done, len(rows))
