@@ -30,6 +30,7 @@ EPILOG = """examples:
   nudge loop     --config config.yaml --rounds 10       # closed loop: decide, log, learn, reload
   nudge decide   --trigger A/quiz-3/quiz-failed --learner u000042 --context '{"learner": {"novice": 1}}'
   nudge export   --config config.yaml --out snapshots/  # snapshot from the latest checkpoint
+  nudge replay   --events logs.jsonl --html replay.html  # counterfactual evaluation of policies
 
 Every config field can be overridden from the environment, e.g.
   NUDGE_KAFKA__BOOTSTRAP_SERVERS=broker:9092 NUDGE_CHECKPOINT__DIRECTORY=/var/lib/nudge nudge consume
@@ -513,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--plot", type=Path, metavar="SVG", help="also draw the curves as SVG")
     loop.add_argument("--report-json", type=Path, metavar="PATH", help="per-round numbers")
     loop.set_defaults(func=cmd_loop)
+
+    from replay.cli import add_replay_command
+
+    add_replay_command(sub, add)
     return parser
 
 

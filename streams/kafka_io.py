@@ -247,3 +247,92 @@ class TopicFollower:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+def read_range(
+    cfg: KafkaConfig,
+    topics: Iterable[str],
+    start: int | float | None = None,
+    end: int | float | None = None,
+    idle_s: float = 30.0,
+) -> list[tuple[Source, bytes | None]]:
+    """The records of `topics` from `start` up to `end` as (source, value), by topic, partition
+    and offset; bounded: it stops at the end offsets taken when it starts, never follows.
+
+    `start` / `end` each: None (the beginning / the end), an int offset for every partition
+    (start inclusive, end exclusive, clipped to what the partition holds), or a float
+    epoch-seconds record timestamp (the first offset at or after it, via offsets_for_times).
+    """
+    for name, bound in (("start", start), ("end", end)):
+        if isinstance(bound, bool) or not isinstance(bound, int | float | None):
+            raise TypeError(f"{name} must be None, an int offset or float epoch seconds: {bound!r}")
+    with _translated("range read"):
+        consumer = KafkaConsumer(
+            bootstrap_servers=cfg.bootstrap_servers, enable_auto_commit=False, **cfg.client
+        )
+        try:
+            partitions = []
+            for topic in topics:
+                ids = consumer.partitions_for_topic(topic)
+                if not ids:
+                    raise BrokerError(f"topic {topic!r} does not exist on {cfg.bootstrap_servers}")
+                partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+            first = consumer.beginning_offsets(partitions)
+            last = consumer.end_offsets(partitions)
+            lows = _bound_offsets(consumer, partitions, start, first, last, first)
+            highs = _bound_offsets(consumer, partitions, end, first, last, last)
+            bounds = {tp: (lows[tp], highs[tp]) for tp in partitions if lows[tp] < highs[tp]}
+            return _read_bounded(consumer, bounds, cfg, idle_s)
+        finally:
+            consumer.close()
+
+
+def _bound_offsets(
+    consumer: KafkaConsumer,
+    partitions: list[TopicPartition],
+    bound: int | float | None,
+    first: Mapping[TopicPartition, int],
+    last: Mapping[TopicPartition, int],
+    default: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """One offset per partition for a range bound, within [first, last]."""
+    if bound is None:
+        return {tp: int(default[tp]) for tp in partitions}
+    if isinstance(bound, int):
+        return {tp: min(max(bound, int(first[tp])), int(last[tp])) for tp in partitions}
+    found = consumer.offsets_for_times({tp: int(bound * 1000) for tp in partitions})
+    return {tp: int(last[tp]) if found[tp] is None else found[tp].offset for tp in partitions}
+
+
+def _read_bounded(
+    consumer: KafkaConsumer,
+    bounds: Mapping[TopicPartition, tuple[int, int]],
+    cfg: KafkaConfig,
+    idle_s: float,
+) -> list[tuple[Source, bytes | None]]:
+    """Poll the assigned partitions from their low to their high offset (exclusive)."""
+    consumer.assign(list(bounds))
+    for tp, (low, _) in bounds.items():
+        consumer.seek(tp, low)
+    read: dict[TopicPartition, list[tuple[Source, bytes | None]]] = {tp: [] for tp in bounds}
+    unfinished = set(bounds)
+    deadline = time.monotonic() + idle_s
+    while unfinished:
+        batches = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_poll_records)
+        for tp, records in batches.items():
+            high = bounds[tp][1]
+            read[tp].extend(
+                (Source(tp.topic, tp.partition, r.offset), r.value)
+                for r in records
+                if r.offset < high
+            )
+        if batches:
+            deadline = time.monotonic() + idle_s
+        done = {tp for tp in unfinished if consumer.position(tp) >= bounds[tp][1]}
+        if done:
+            consumer.pause(*done)
+            unfinished -= done
+        if unfinished and time.monotonic() > deadline:
+            behind = sorted(tp_key(tp.topic, tp.partition) for tp in unfinished)
+            raise BrokerError(f"no records for {idle_s}s before the end offsets of {behind}")
+    return [item for tp in bounds for item in read[tp]]

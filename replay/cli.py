@@ -1,0 +1,273 @@
+"""`nudge replay`: which policy would have earned most on what we logged, with intervals.
+
+Reads one log (our events file, the Kafka topics, DSJSON or a table), builds the candidate
+policies named by ``--policy`` specs (a default set when none is given), runs `evaluate` and
+prints the table, JSON, or writes an HTML report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bandit.config import Config, load_config
+from bandit.errors import NudgeError
+from replay.candidates import (
+    AlwaysSend,
+    BestUniform,
+    LoggingPolicy,
+    NeverSend,
+    Uniform,
+    load_external,
+)
+from replay.evaluation import ESTIMATORS, Candidate, Gain, evaluate
+from replay.logged import LoggedData
+from replay.progress import ProgressPrinter
+from replay.vw_candidates import CrossFitVW, ProgressiveVW, SnapshotPolicy
+
+PERSONALIZED = "personalized"
+
+POLICY_HELP = """candidate policies (--policy, repeatable; NAME=SPEC renames):
+  logging                  the logging policy (needs the full logged pmf)
+  uniform                  uniformly random over the candidates
+  random-message           uniformly random over the messages (never sends nothing)
+  never-send               always the send-nothing action
+  best-uniform             the best single action, picked out of sample (2-fold cross-fit)
+  best-message             the best single message (send nothing excluded), out of sample
+  best-per-trigger         the best action at each trigger, out of sample
+  crossfit[:greedy|pmf]    VW (the config's learner section) trained on the other fold
+  progressive[:pmf|greedy] VW trained on the log itself, predicting each decision before
+                           learning it: "what if we had run this config"
+  snapshot:DIR[:pmf|greedy|deployed]   a published policy snapshot (deployed = the whole
+                           decision-service mixture: forced share, cold start, re-test)
+  external:FILE            probabilities from a side file keyed by event id (JSON lines
+                           {"event_id", "probabilities": {action: p}} or CSV event_id,action,probability)
+  always-send:SPEC         SPEC with its send-nothing mass moved onto the messages
+
+default: logging, uniform, random-message, never-send, best-uniform, best-per-trigger and,
+when the log has contexts, personalized=crossfit:greedy and always-send:personalized, with the
+gains personalization (personalized - best-uniform) and targeting (personalized -
+always-send(personalized)).
+"""
+
+EXAMPLES = """examples:
+  nudge simulate --events 20000 --seed 7 --out logs.jsonl --no-kafka
+  nudge replay --events logs.jsonl                        # default policies, console table
+  nudge replay --events logs.jsonl --html replay.html --json > replay.json
+  nudge replay --kafka --from 2026-01-05T08:00:00Z --to 2026-01-06T08:00:00Z
+  nudge replay --dsjson decisions.dsjson --policy logging --policy new=snapshot:snaps/:greedy \
+               --gain new_vs_logged new logging
+  nudge replay --table logs.parquet --estimators IPS,SNIPS --bootstrap 500
+  nudge replay --events logs.jsonl --write-dsjson logs.dsjson   # feed VW's own tools
+"""
+
+
+def add_replay_command(sub: Any, add: Any) -> None:
+    """Register `nudge replay` on the `nudge` parser (`add` makes a subparser with --config)."""
+    p = add(
+        "replay",
+        "evaluate candidate policies counterfactually on logged decisions",
+        "Replay logged decisions through candidate policies and estimate what each would have\n"
+        "earned (IPS, SNIPS, DM, DR, DRos with confidence intervals), overall and per trigger;\n"
+        "the effect of each message vs sending nothing; the value of personalization and of\n"
+        "targeting. Our events are joined into rewards with the consumer's own reward join.\n\n"
+        + POLICY_HELP + "\n" + EXAMPLES,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, metavar="FILE", help="our impression/outcome JSON lines")
+    source.add_argument("--kafka", action="store_true", help="read the configured topics")
+    source.add_argument("--dsjson", type=Path, metavar="FILE", help="VW / Personalizer DSJSON log")
+    source.add_argument("--table", type=Path, metavar="FILE", help="CSV or Parquet (see README)")
+    p.add_argument(
+        "--from", dest="start", metavar="OFFSET|TIME",
+        help="--kafka: first offset (every partition) or RFC 3339 time / epoch seconds",
+    )  # fmt: skip
+    p.add_argument("--to", dest="end", metavar="OFFSET|TIME", help="--kafka: end (exclusive)")
+    p.add_argument(
+        "--policy", action="append", default=[], metavar="[NAME=]SPEC",
+        help="a candidate policy (repeatable; see below); default: the standard set",
+    )  # fmt: skip
+    p.add_argument(
+        "--gain", action="append", default=[], nargs=3, metavar=("NAME", "FIRST", "SECOND"),
+        help="a paired contrast: candidate FIRST minus candidate SECOND (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--estimators", default=",".join(ESTIMATORS),
+        help="comma-separated subset of %(default)s",
+    )  # fmt: skip
+    p.add_argument("--clip", type=float, metavar="W", help="clip IPS and DR weights at W")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval level (%(default)s)")
+    p.add_argument(
+        "--bootstrap", type=int, metavar="N",
+        help="bootstrap intervals from N resamples (default: analytic normal intervals)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    p.add_argument("--folds", type=int, default=2, help="cross-fitting folds (%(default)s)")
+    p.add_argument("--no-triggers", action="store_true", help="skip the per-trigger rows")
+    p.add_argument("--no-effects", action="store_true", help="skip effects vs no message")
+    p.add_argument(
+        "--skip-invalid", action="store_true",
+        help="count and skip invalid records instead of stopping at the first one",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--out-json", type=Path, metavar="PATH", help="also write the JSON here")
+    p.add_argument("--html", type=Path, metavar="PATH", help="write an HTML report with plots")
+    p.add_argument("--write-dsjson", type=Path, metavar="PATH", help="write the log as DSJSON")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_replay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from replay.report import console_table, write_html, write_json
+
+    config = load_config(args.config)
+    progress = ProgressPrinter(quiet=args.quiet)
+    data = _load(args, config, progress)
+    if args.write_dsjson:
+        from replay.dsjson import write_dsjson
+
+        write_dsjson(data, args.write_dsjson)
+    candidates, gains = _candidates(args, config, data, progress)
+    gains += [Gain(*triple) for triple in args.gain]
+    result = evaluate(
+        data, candidates,
+        estimators=tuple(e.strip() for e in args.estimators.split(",") if e.strip()),
+        clip=args.clip, confidence=args.confidence,
+        interval="bootstrap" if args.bootstrap else "normal", n_boot=args.bootstrap or 200,
+        seed=args.seed, by_trigger=not args.no_triggers, gains=gains,
+        effects=not args.no_effects, progress=progress,
+    )  # fmt: skip
+    if args.out_json:
+        write_json(result, args.out_json)
+    if args.html:
+        write_html(result, args.html)
+    if args.json:
+        sys.stdout.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(console_table(result))
+        for path in (args.out_json, args.html, args.write_dsjson):
+            if path:
+                print(f"wrote {path}")
+    return 0
+
+
+def _load(args: argparse.Namespace, config: Config, progress: ProgressPrinter) -> LoggedData:
+    on_error = "skip" if args.skip_invalid else "raise"
+    none_action = config.rewards.none_action
+    if args.events:
+        from replay.sources import load_events
+
+        return load_events(args.events, config, on_error=on_error, progress=progress)
+    if args.kafka:
+        from replay.sources import load_kafka
+
+        return load_kafka(
+            config, start=_position(args.start), end=_position(args.end),
+            on_error=on_error, progress=progress,
+        )  # fmt: skip
+    if args.dsjson:
+        from replay.dsjson import load_dsjson
+
+        return load_dsjson(args.dsjson, none_action=none_action, on_error=on_error, progress=progress)
+    from replay.tables import load_table
+
+    return load_table(args.table, none_action=none_action, on_error=on_error)
+
+
+def _position(text: str | None) -> int | float | None:
+    """An offset (integer), epoch seconds (number with a dot) or an RFC 3339 time."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--from/--to {text!r} is neither an offset, epoch seconds nor an RFC 3339 time"
+        ) from None
+
+
+def _candidates(
+    args: argparse.Namespace, config: Config, data: LoggedData, progress: ProgressPrinter
+) -> tuple[list[Candidate], list[Gain]]:
+    specs: list[str] = list(args.policy)
+    gains: list[Gain] = []
+    if not specs:
+        specs = _default_specs(data)
+        if f"{PERSONALIZED}=crossfit:greedy" in specs:
+            gains = [
+                Gain("personalization", PERSONALIZED, "best-uniform"),
+                Gain("targeting", PERSONALIZED, f"always-send({PERSONALIZED})"),
+            ]
+    built: dict[str, Candidate] = {}
+    for spec in specs:
+        name, _, body = spec.partition("=") if "=" in spec.split(":")[0] else ("", "", spec)
+        candidate = _build(body, name or None, config, data, args, built, progress)
+        built[candidate.name] = candidate
+    return list(built.values()), gains
+
+
+def _default_specs(data: LoggedData) -> list[str]:
+    specs = ["uniform"]
+    if data.logging_pmf is not None:
+        specs.insert(0, "logging")
+    if data.none_action is not None:
+        specs += ["random-message", "never-send"]
+    specs += ["best-uniform", "best-per-trigger"]
+    if data.impressions is not None:
+        specs += [f"{PERSONALIZED}=crossfit:greedy", f"always-send:{PERSONALIZED}"]
+    return specs
+
+
+def _build(
+    spec: str,
+    name: str | None,
+    config: Config,
+    data: LoggedData,
+    args: argparse.Namespace,
+    built: dict[str, Candidate],
+    progress: ProgressPrinter,
+) -> Candidate:
+    kind, _, rest = spec.partition(":")
+    named: dict[str, Any] = {"name": name} if name else {}
+    if kind == "logging":
+        return LoggingPolicy(**named)
+    if kind == "uniform":
+        return Uniform(**named)
+    if kind == "random-message":
+        return Uniform(name=name or "random-message", messages_only=True)
+    if kind == "never-send":
+        return NeverSend(**named)
+    if kind in ("best-uniform", "best-message", "best-per-trigger"):
+        return BestUniform(
+            by_trigger=kind == "best-per-trigger", folds=args.folds,
+            include_none=kind != "best-message", name=name or kind,
+        )  # fmt: skip
+    if kind == "crossfit":
+        return CrossFitVW(config, folds=args.folds, mode=rest or "greedy", progress=progress, **named)
+    if kind == "progressive":
+        return ProgressiveVW(config, mode=rest or "pmf", progress=progress, **named)
+    if kind == "snapshot":
+        directory, _, mode = rest.rpartition(":") if rest.endswith(_MODES) else (rest, "", "pmf")
+        return SnapshotPolicy(directory, mode=mode or "pmf", **named)
+    if kind == "external":
+        return load_external(rest, data, name)
+    if kind == "always-send":
+        base = built.get(rest) or _build(rest, None, config, data, args, built, progress)
+        return AlwaysSend(base, **named)
+    raise NudgeError(f"unknown policy spec {spec!r}; see `nudge replay --help` for the list")
+
+
+_MODES = (":pmf", ":greedy", ":deployed")
+
