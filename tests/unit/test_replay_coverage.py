@@ -22,8 +22,9 @@ from replay.evaluation import evaluate
 SEEDS = 60
 EVENTS = 5000
 MIN_COVERAGE = 0.90
-# Mean error over the seeds; the truth spans about [-0.3, 0.3] per decision. Observed (60
-# seeds): |bias| <= 0.008 for every estimator and policy except DM on personalized policies.
+# Mean error over the seeds; the truth spans about [-0.3, 0.3] per decision. Observed (these
+# 60 seeds): coverage 0.93-0.98; |bias| <= 0.012 (DR/DRos on the oracle -0.012, IPS -0.009;
+# IPS on one world over 300 logs: +0.001 +- 0.002) except DM on personalized policies.
 BIAS_TOLERANCE = 0.015
 TRIGGER_LEVEL = ("uniform", "never-send", "send-to-all", "best-per-trigger")
 PERSONALIZED = ("oracle", "soft-oracle")
