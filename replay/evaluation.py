@@ -243,11 +243,11 @@ class _Scorer:
             if k == none:
                 continue
             both = d.mask[:, k] & d.mask[:, none]
+            send, skip = _one_hot(d, k), _one_hot(d, none)
             for trigger, rows in self._slices(by_trigger):
                 chosen_rows = np.flatnonzero(both) if rows is None else rows[both[rows]]
                 if chosen_rows.size < 2:
                     continue
-                send, skip = _one_hot(d, k), _one_hot(d, none)
                 f1, f2 = self.feedback(send, chosen_rows), self.feedback(skip, chosen_rows)
                 for estimator in self.estimators:
                     est = self._one(estimator, f1, f2)
