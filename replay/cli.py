@@ -30,6 +30,7 @@ from replay.progress import ProgressPrinter
 from replay.vw_candidates import CrossFitVW, ProgressiveVW, SnapshotPolicy
 
 PERSONALIZED = "personalized"
+EPOCH_SECONDS_FROM = 1_000_000_000  # --from/--to: larger integers are times (2001 onwards)
 
 POLICY_HELP = """candidate policies (--policy, repeatable; NAME=SPEC renames):
   logging                  the logging policy (needs the full logged pmf)
@@ -48,10 +49,10 @@ POLICY_HELP = """candidate policies (--policy, repeatable; NAME=SPEC renames):
                            {"event_id", "probabilities": {action: p}} or CSV event_id,action,probability)
   always-send:SPEC         SPEC with its send-nothing mass moved onto the messages
 
-default: logging, uniform, random-message, never-send, best-uniform, best-per-trigger and,
-when the log has contexts, personalized=crossfit:greedy and always-send:personalized, with the
-gains personalization (personalized - best-uniform) and targeting (personalized -
-always-send(personalized)).
+default: logging (if the full pmf was logged), uniform, random-message, never-send (if sending
+nothing was always a candidate), best-uniform, best-per-trigger and, when the log has contexts,
+personalized=crossfit:greedy and always-send:personalized, with the gains personalization
+(personalized - best-uniform) and targeting (personalized - always-send(personalized)).
 """
 
 EXAMPLES = """examples:
@@ -84,7 +85,8 @@ def add_replay_command(sub: Any, add: Any) -> None:
     source.add_argument("--table", type=Path, metavar="FILE", help="CSV or Parquet (see README)")
     p.add_argument(
         "--from", dest="start", metavar="OFFSET|TIME",
-        help="--kafka: first offset (every partition) or RFC 3339 time / epoch seconds",
+        help="--kafka: first offset (every partition; an integer below 10^9) or a time "
+        "(RFC 3339, or epoch seconds)",
     )  # fmt: skip
     p.add_argument("--to", dest="end", metavar="OFFSET|TIME", help="--kafka: end (exclusive)")
     p.add_argument(
@@ -179,10 +181,11 @@ def _load(args: argparse.Namespace, config: Config, progress: ProgressPrinter) -
 
 
 def _position(text: str | None) -> int | float | None:
-    """An offset (integer), epoch seconds (number with a dot) or an RFC 3339 time."""
+    """An offset (integer below 10^9), epoch seconds (a larger number, or one with a dot) or
+    an RFC 3339 time."""
     if text is None:
         return None
-    if text.isdigit():
+    if text.isdigit() and int(text) < EPOCH_SECONDS_FROM:
         return int(text)
     try:
         return float(text)
@@ -206,10 +209,9 @@ def _candidates(
     if not specs:
         specs = _default_specs(data)
         if f"{PERSONALIZED}=crossfit:greedy" in specs:
-            gains = [
-                Gain("personalization", PERSONALIZED, "best-uniform"),
-                Gain("targeting", PERSONALIZED, f"always-send({PERSONALIZED})"),
-            ]
+            gains = [Gain("personalization", PERSONALIZED, "best-uniform")]
+        if f"always-send:{PERSONALIZED}" in specs:
+            gains.append(Gain("targeting", PERSONALIZED, f"always-send({PERSONALIZED})"))
     built: dict[str, Candidate] = {}
     for spec in specs:
         name, _, body = spec.partition("=") if "=" in spec.split(":")[0] else ("", "", spec)
@@ -223,10 +225,15 @@ def _default_specs(data: LoggedData) -> list[str]:
     if data.logging_pmf is not None:
         specs.insert(0, "logging")
     if data.none_action is not None:
-        specs += ["random-message", "never-send"]
+        specs.append("random-message")
+        # Never sending is a policy only where sending nothing was always a candidate.
+        if data.mask[:, data.action_index(data.none_action)].all():
+            specs.append("never-send")
     specs += ["best-uniform", "best-per-trigger"]
     if data.impressions is not None:
-        specs += [f"{PERSONALIZED}=crossfit:greedy", f"always-send:{PERSONALIZED}"]
+        specs.append(f"{PERSONALIZED}=crossfit:greedy")
+        if data.none_action is not None:  # without it there is nothing to target
+            specs.append(f"always-send:{PERSONALIZED}")
     return specs
 
 

@@ -84,3 +84,35 @@ def test_named_specs_and_gains_and_unknown_specs(logs: Path) -> None:
     assert [c["name"] for c in result["contrasts"]] == ["new_vs_old", "new_vs_old"]
     bad = nudge("replay", "--events", "clean.jsonl", "--policy", "magic", cwd=logs)
     assert bad.returncode == 2 and "unknown policy spec 'magic'" in bad.stderr
+
+
+def test_defaults_leave_out_never_send_when_some_decision_could_not_send_nothing(
+    logs: Path,
+) -> None:
+    import pandas as pd
+
+    from bandit.config import load_config
+    from replay.sources import load_events
+    from replay.tables import write_table
+
+    write_table(load_events(logs / "clean.jsonl", load_config(logs / "config.yaml")), logs / "t.csv")
+    frame = pd.read_csv(logs / "t.csv").drop(columns=["pmf"])
+    row = frame.index[frame.chosen != "none"][0]
+    frame.loc[row, "actions"] = "|".join(
+        a for a in frame.loc[row, "actions"].split("|") if a != "none"
+    )
+    frame.to_csv(logs / "partly-none.csv", index=False)
+    done = nudge("replay", "--table", "partly-none.csv", "--json", "--quiet", cwd=logs)
+    assert done.returncode == 0, done.stderr
+    policies = orjson.loads(done.stdout)["policies"]
+    assert "never-send" not in policies and "logging" not in policies  # no pmf column either
+    assert "random-message" in policies and "best-per-trigger" in policies
+
+
+def test_kafka_positions_are_offsets_below_a_billion_and_times_above() -> None:
+    from replay.cli import _position
+
+    assert _position("1500") == 1500
+    assert _position("1767600000") == 1767600000.0
+    assert isinstance(_position("1767600000"), float)
+    assert _position("2026-01-05T08:00:00Z") == 1767600000.0
