@@ -19,12 +19,13 @@ from bandit.errors import NudgeError
 from replay.candidates import (
     AlwaysSend,
     BestUniform,
+    Candidate,
     LoggingPolicy,
     NeverSend,
     Uniform,
     load_external,
 )
-from replay.evaluation import ESTIMATORS, Candidate, Gain, evaluate
+from replay.evaluation import ESTIMATORS, Gain, evaluate
 from replay.logged import LoggedData
 from replay.progress import ProgressPrinter
 from replay.vw_candidates import CrossFitVW, ProgressiveVW, SnapshotPolicy

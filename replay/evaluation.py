@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 from bandit.errors import InvalidFeedback
+from replay.candidates import Candidate
 from replay.estimators import (
     DM,
     DR,
@@ -27,18 +28,10 @@ from replay.estimators import (
     _Estimator,
 )
 from replay.logged import LoggedData
+from replay.progress import Progress
 from replay.results import ALL_TRIGGERS, Contrast, EstimateRow, PolicyDiagnostics, ReplayResult
 
-Progress = Callable[[str, int, "int | None"], None]
 Interval = Literal["normal", "bootstrap"]
-
-
-class Candidate(Protocol):
-    """A policy to evaluate: its probability of every action at every logged decision."""
-
-    name: str
-
-    def probabilities(self, data: LoggedData) -> np.ndarray: ...
 
 
 ESTIMATORS: dict[str, Callable[[], _Estimator]] = {

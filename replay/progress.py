@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-Progress = Callable[[str, int, int | None], None]  # what evaluate(progress=...) calls
+Progress = Callable[[str, int, int | None], None]  # (stage, done, total if known): loaders, policies, evaluate
 
 _BAR_CHARS = 24
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from bandit.config import Config
 from bandit.errors import InvalidEvent, ReplayInputError
 from bandit.events import EventRules, Reason, decode_event
 from replay.logged import LoggedData, from_joined
+from replay.progress import Progress
 from streams.envelopes import Envelope, Source
 from streams.join import join_events
 
@@ -45,12 +46,6 @@ _REASON_FIELDS: dict[str, str] = {
     Reason.TOO_MANY_FEATURES: "context",
 }
 _EVENT_TYPES = frozenset({"impression", "outcome", "event"})
-
-
-class Progress(Protocol):
-    """Told how far a long load is: `stage` (e.g. "read"), items done, total if known."""
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None: ...
 
 
 def check_on_error(on_error: str) -> None:

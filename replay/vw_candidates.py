@@ -8,7 +8,7 @@ the other folds, applied to this one). All need the logged contexts (``data.impr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +24,10 @@ from bandit.learning import JoinedEvent, OnlineLearner
 from bandit.snapshots import LATEST, warm_start_state
 from replay.candidates import check_probabilities
 from replay.logged import LoggedData
+from replay.progress import Progress
 
 SnapshotMode = Literal["pmf", "greedy", "deployed"]
 LearnedMode = Literal["pmf", "greedy"]
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PROGRESS_EVERY_ROWS = 5_000
 _LABELS = frozenset(label.value for label in OutcomeLabel)
 
