@@ -9,8 +9,6 @@ cold start) and, when configured, the outcome model of the send rule.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -18,38 +16,14 @@ from bandit.arms import ArmStats
 from bandit.catalogue import ActionCatalogue, ReactionCounts
 from bandit.config import LearnerConfig, PruningConfig, build_exploration
 from bandit.errors import LearnerError
-from bandit.events import Impression, OutcomeLabel
 from bandit.exploration import feature_flag_set, only_epsilon_differs, same_exploration
+from bandit.join import JoinedEvent
 from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.pruning import PruningState
+from bandit.state import LearnerState
 from bandit.vw_text import NamespaceLetters, example_lines, outcome_line
 
 GLOBAL_SCOPE = "global"
-
-
-@dataclass(frozen=True, slots=True)
-class JoinedEvent:
-    """An impression with the outcome the join settled on and the reward it is worth."""
-
-    impression: Impression
-    label: OutcomeLabel
-    value: float | None
-    reward: float
-    defaulted: bool  # True when no outcome arrived in the window
-
-
-@dataclass(frozen=True, slots=True)
-class LearnerState:
-    """Everything learned, as bytes and JSON: what checkpoints save and snapshots export."""
-
-    models: dict[str, bytes] = field(default_factory=dict)  # policy scope -> VW model
-    outcome_model: bytes | None = None
-    catalogue: dict[str, Any] = field(default_factory=dict)
-    reactions: dict[str, int] = field(default_factory=dict)
-    masks: dict[str, bytes] = field(default_factory=dict)  # scope -> VW --feature_mask model
-    arguments: dict[str, str] = field(default_factory=dict)  # scope -> VW arguments used
-    arms: dict[str, Any] = field(default_factory=dict)  # ArmStats JSON: evidence per message
-    pruning: dict[str, Any] = field(default_factory=dict)  # PruningState JSON
 
 
 def scope_of(scope: str, trigger: str) -> str:

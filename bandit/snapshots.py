@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bandit.config import Config, DecisionsConfig, RewardConfig
 from bandit.errors import SnapshotError
-from bandit.learning import LearnerState
 from bandit.pruning import PruningState
+from bandit.state import LearnerState
 from bandit.vw_text import NamespaceLetters
 
 FORMAT_VERSION = 1

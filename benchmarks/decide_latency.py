@@ -59,7 +59,8 @@ from bandit.config import Config, DecisionRuleConfig, DecisionsConfig, RewardCon
 from bandit.decisions import Decider
 from bandit.errors import NudgeError
 from bandit.events import Impression, OutcomeLabel
-from bandit.learning import JoinedEvent, OnlineLearner
+from bandit.join import JoinedEvent
+from bandit.learning import OnlineLearner
 from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.snapshots import SnapshotStore
 from bandit.vw_text import example_lines, outcome_line

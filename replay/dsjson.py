@@ -46,7 +46,7 @@ import orjson
 
 from bandit.errors import ReplayInputError
 from bandit.events import Impression, OutcomeLabel, Reason
-from bandit.learning import JoinedEvent
+from bandit.join import JoinedEvent
 from replay.logged import PMF_TOLERANCE, LoggedData, from_joined
 from replay.sources import LINE_HINT, PROGRESS_EVERY, OnError, Progress, check_on_error
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bandit.events import Impression
-from bandit.learning import JoinedEvent
+from bandit.join import JoinedEvent
 
 PMF_TOLERANCE = 1e-6
 

@@ -1,7 +1,7 @@
-"""Our own events, from a JSON-lines file or the Kafka topics, as `LoggedData`.
+"""Our own events, from a JSON-lines file or records read from the Kafka topics, as `LoggedData`.
 
 Each message is decoded with the consumer's rules (`Config.event_rules`) and the decoded events
-go through the consumer's reward join (`streams.join.join_events`), so replay evaluates exactly
+go through the consumer's reward join (`bandit.join.join_events`), so replay evaluates exactly
 the decisions and rewards the learner learned. A message that breaks the contract is an error
 naming its line (or topic/partition/offset) and field, or, with ``on_error="skip"``, a count
 under its reason code. What the join rejects (duplicate impressions; late, unmatched, duplicate
@@ -11,20 +11,20 @@ or mismatched outcomes) is ordinary stream hygiene: always counted in ``skipped`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from bandit.config import Config
+from bandit.envelopes import Envelope, Source
 from bandit.errors import InvalidEvent, ReplayInputError
 from bandit.events import EventRules, Reason, decode_event
+from bandit.join import join_events
+from bandit.ports import Record
 from replay.logged import LoggedData, from_joined
 from replay.progress import Progress
-from streams.envelopes import Envelope, Source
-from streams.join import join_events
 
 OnError = Literal["raise", "skip"]
-Offset = int | float | None  # an offset for every partition, epoch seconds, or the end
 PROGRESS_EVERY = 10_000
 LINE_HINT = "fix the line or pass --skip-invalid"
 RECORD_HINT = "fix the producer or pass --skip-invalid"
@@ -106,26 +106,18 @@ def load_events(
     return _joined(envelopes, config, skipped, path.name, str(path))
 
 
-def load_kafka(
+def load_records(
+    records: Sequence[Record],
     config: Config,
     *,
-    start: Offset = None,
-    end: Offset = None,
+    where: str,
     on_error: OnError = "raise",
     progress: Progress | None = None,
 ) -> LoggedData:
-    """Decode and join the impressions and outcomes topics of `config.kafka` in a range.
-
-    `start` / `end`: None (the beginning / the end offsets when the read starts), an int offset
-    applied to every partition (start inclusive, end exclusive), or a float epoch-seconds
-    Kafka record timestamp (the produce time, via offsets_for_times). The two topics are merged
-    in event time (stable), then joined as the consumer joins them.
-    """
+    """Decode and join records read from the impressions and outcomes topics (any order; the
+    two topics are merged in event time, stably, then joined as the consumer joins them).
+    `where` names the input in errors (e.g. the topics)."""
     check_on_error(on_error)
-    from streams.kafka_io import read_range  # only the Kafka source needs kafka-python
-
-    kafka = config.kafka
-    records = read_range(kafka, [kafka.impressions_topic, kafka.outcomes_topic], start, end)
     rules = config.event_rules()
     skipped: Counter[str] = Counter()
     envelopes: list[Envelope[Any]] = []
@@ -146,8 +138,7 @@ def load_kafka(
     if progress is not None:
         progress("decode", len(records), len(records))
     envelopes.sort(key=lambda e: e.event.ts)
-    where = f"{kafka.impressions_topic} + {kafka.outcomes_topic}"
-    return _joined(envelopes, config, skipped, where, f"kafka {kafka.bootstrap_servers} {where}")
+    return _joined(envelopes, config, skipped, where, where)
 
 
 def _decoded(raw: bytes, source: Source, rules: EventRules) -> Envelope[Any] | InvalidEvent:

@@ -20,7 +20,8 @@ from bandit.config import Config
 from bandit.decisions import Decider
 from bandit.errors import InvalidFeedback, NudgeError
 from bandit.events import Impression, OutcomeLabel
-from bandit.learning import JoinedEvent, OnlineLearner
+from bandit.join import JoinedEvent
+from bandit.learning import OnlineLearner
 from bandit.snapshots import LATEST, warm_start_state
 from replay.candidates import check_probabilities
 from replay.logged import LoggedData

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from bandit.errors import CheckpointError
-from bandit.learning import LearnerState
+from bandit.state import LearnerState
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # format 1 had no outcome model, catalogue, reactions or masks

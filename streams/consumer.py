@@ -5,6 +5,10 @@ in one atomic checkpoint, and a restart resumes from the checkpoint's offsets, s
 message after it is processed again against the state from before it. Dead letters are
 flushed before each checkpoint (at least once; keyed by source coordinates to dedupe), and
 offsets are committed to the group only after the checkpoint that covers them.
+
+The learner is given its I/O (`bandit.ports`): the record source, the dead-letter sink, an
+optional snapshot sink and a monotonic clock. `streams.kafka_io` provides the Kafka ones,
+`streams.memory` in-memory ones for tests of commit order, restores and crash points.
 """
 
 from __future__ import annotations
@@ -22,23 +26,17 @@ from typing import Any
 import orjson
 
 from bandit.config import Config
+from bandit.decoding import decode_message
+from bandit.envelopes import Rejected
 from bandit.events import Impression, decode_event
-from bandit.learning import LearnerState, OnlineLearner
+from bandit.join import RewardJoin
+from bandit.learning import OnlineLearner
+from bandit.ports import Clock, MessageSink, RecordSource
 from bandit.snapshots import SnapshotStore, pack_snapshot, warm_start_state
+from bandit.state import LearnerState
+from bandit.watermarks import WatermarkTracker
 from streams.checkpoints import Checkpoint, CheckpointStore
-from streams.decoding import decode_message
-from streams.envelopes import Rejected
-from streams.join import RewardJoin
-from streams.kafka_io import (
-    SNAPSHOT_MESSAGE_BYTES,
-    MessageSource,
-    Producer,
-    ensure_snapshot_topic,
-    ensure_topics,
-    tp_key,
-)
 from streams.stats import ConsumerStats
-from streams.watermarks import WatermarkTracker
 
 log = logging.getLogger("nudge.consume")
 
@@ -77,10 +75,29 @@ def _rss_mb() -> float:
 
 
 class StreamLearner:
-    """Owns the loop and its state; `run()` returns the final stats."""
+    """Owns the loop and its state; `run()` returns the final stats.
 
-    def __init__(self, config: Config) -> None:
+    `source` reads the impression and outcome topics, `producer` takes the dead letters,
+    `snapshot_sink` (needed when `snapshots.kafka_topic` is set) the packed snapshots; the
+    learner closes them when `run()` returns. `clock` paces checkpoints and idleness.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        source: RecordSource,
+        producer: MessageSink,
+        *,
+        snapshot_sink: MessageSink | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if config.snapshots.kafka_topic is not None and snapshot_sink is None:
+            raise ValueError("snapshots.kafka_topic is set: pass a snapshot_sink")
         self.config = config
+        self.source = source
+        self.producer = producer
+        self.snapshot_sink = snapshot_sink
+        self.clock = clock
         self.rules = config.event_rules()
         self.store = CheckpointStore(config.checkpoint.directory, config.checkpoint.keep)
         self._stop = threading.Event()
@@ -105,13 +122,13 @@ class StreamLearner:
         )
         self.resumed_from = ckpt.sequence if ckpt else None
         self._dirty = 0
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = clock()
         self.final_lag: int | None = None
         self.snapshots = SnapshotStore(config.snapshots.directory, config.snapshots.keep)
         self.published: str | None = None
         self._learned_at_snapshot = self.stats.learned
         self._consumed_at_snapshot = self.stats.consumed
-        self._last_snapshot = time.monotonic()
+        self._last_snapshot = clock()
 
     def _initial_state(self, ckpt: Checkpoint | None) -> LearnerState | None:
         if ckpt is not None:
@@ -136,18 +153,11 @@ class StreamLearner:
 
     def run(self, options: RunOptions) -> ConsumerStats:
         kcfg = self.config.kafka
-        topics = [kcfg.impressions_topic, kcfg.outcomes_topic]
-        ensure_topics(kcfg, [*topics, kcfg.dead_letter_topic], kcfg.topic_partitions)
-        self.source = MessageSource(kcfg, topics)
-        self.producer = Producer(kcfg)
-        if self.config.snapshots.kafka_topic is not None:
-            ensure_snapshot_topic(kcfg, self.config.snapshots.kafka_topic)
-            self.snapshot_producer = Producer(kcfg, max_request_size=SNAPSHOT_MESSAGE_BYTES)
         try:
             self.source.assign(self.offsets)
             log.info(
                 "consuming %s from %s (%s)",
-                topics,
+                [kcfg.impressions_topic, kcfg.outcomes_topic],
                 kcfg.bootstrap_servers,
                 f"resumed from checkpoint {self.resumed_from}"
                 if self.resumed_from
@@ -162,25 +172,25 @@ class StreamLearner:
             self.final_lag = sum(self.source.lag_by_partition().values())
         finally:
             self.producer.close()
-            if self.config.snapshots.kafka_topic is not None:
-                self.snapshot_producer.close()
+            if self.snapshot_sink is not None:
+                self.snapshot_sink.close()
             self.source.close()
             self.learner.close()
         return self.stats
 
     def _loop(self, options: RunOptions) -> None:
-        started = last_message = last_report = time.monotonic()
+        started = last_message = last_report = self.clock()
         reported = (0, 0)
         while not self._stop.is_set():
             batch = self.source.poll(self.config.kafka.poll_timeout_ms)
-            now = time.monotonic()
+            now = self.clock()
             if batch:
                 last_message = now
                 self._process(batch)
             lags = self.source.lag_by_partition()
             caught_up = {p for p, lag in lags.items() if lag == 0}
             self.join.advance(
-                self.watermarks.current(self.source.partition_keys, caught_up, time.monotonic())
+                self.watermarks.current(self.source.partition_keys, caught_up, self.clock())
             )
             self._settle()
             if self._snapshot_due(now, caught_up=len(caught_up) == len(lags)):
@@ -201,7 +211,7 @@ class StreamLearner:
     def _process(self, batch: list[tuple[Any, bytes | None]]) -> None:
         for source, raw in batch:
             self.stats.consumed += 1
-            self.offsets[tp_key(source.topic, source.partition)] = source.offset + 1
+            self.offsets[source.partition_key] = source.offset + 1
             item = decode_message(raw, source, self.rules)
             if isinstance(item, Rejected):
                 self._dead_letter(item)
@@ -211,7 +221,7 @@ class StreamLearner:
             else:
                 self.stats.outcomes += 1
             self.watermarks.observe(
-                tp_key(source.topic, source.partition), item.event.ts, time.monotonic()
+                source.partition_key, item.event.ts, self.clock()
             )
             self.join.add(item)
         self._dirty += len(batch)
@@ -276,7 +286,7 @@ class StreamLearner:
         self.store.save(ckpt)
         self.source.commit(self.offsets)
         self._dirty = 0
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self.clock()
         if publish:
             self._publish(state)
 
@@ -287,17 +297,17 @@ class StreamLearner:
         )  # fmt: skip
         self.stats.snapshot_sequence = int(self.published.removeprefix("snap-"))
         topic = self.config.snapshots.kafka_topic
-        if topic is not None:
-            self.snapshot_producer.send(
+        if topic is not None and self.snapshot_sink is not None:
+            self.snapshot_sink.send(
                 topic,
                 key=self.config.decisions.policy_name.encode(),
                 value=pack_snapshot(self.snapshots.directory / self.published),
             )
-            self.snapshot_producer.flush()
+            self.snapshot_sink.flush()
         self.stats.snapshots += 1
         self._learned_at_snapshot = self.stats.learned
         self._consumed_at_snapshot = self.stats.consumed
-        self._last_snapshot = time.monotonic()
+        self._last_snapshot = self.clock()
         log.info("published snapshot %s (learned=%d)", self.published, self.stats.learned)
 
     def _report(self, seconds: float, before: tuple[int, int]) -> None:

@@ -18,8 +18,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from bandit.config import KafkaConfig
+from bandit.envelopes import Source, partition_key
 from bandit.errors import BrokerError
-from streams.envelopes import Source
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,6 @@ def _translated(what: str) -> Iterator[None]:
         yield
     except KafkaError as exc:
         raise BrokerError(f"Kafka {what} failed: {exc!r}") from exc
-
-
-def tp_key(topic: str, partition: int) -> str:
-    return f"{topic}/{partition}"
 
 
 def ensure_topics(cfg: KafkaConfig, topics: Iterable[str], partitions: int) -> None:
@@ -103,7 +99,7 @@ class MessageSource:
                 partitions += [TopicPartition(topic, p) for p in sorted(ids)]
             self._consumer.assign(partitions)
             for tp in partitions:
-                offset = start_offsets.get(tp_key(tp.topic, tp.partition))
+                offset = start_offsets.get(partition_key(tp.topic, tp.partition))
                 if offset is None:
                     self._consumer.seek_to_beginning(tp)
                 else:
@@ -113,7 +109,7 @@ class MessageSource:
     @property
     def partition_keys(self) -> list[str]:
         """ "topic/partition" of every assigned partition."""
-        return [tp_key(tp.topic, tp.partition) for tp in self._partitions]
+        return [partition_key(tp.topic, tp.partition) for tp in self._partitions]
 
     def poll(self, timeout_ms: int) -> list[tuple[Source, bytes | None]]:
         """The next batch of records as (source, value bytes), in partition order."""
@@ -134,7 +130,7 @@ class MessageSource:
             if high is None:
                 continue
             with _translated("position"):
-                lag[tp_key(tp.topic, tp.partition)] = max(0, high - self._consumer.position(tp))
+                lag[partition_key(tp.topic, tp.partition)] = max(0, high - self._consumer.position(tp))
         return lag
 
     def commit(self, offsets: Mapping[str, int]) -> None:
@@ -218,7 +214,7 @@ def end_offsets(cfg: KafkaConfig, topics: Iterable[str]) -> dict[str, int]:
                 for p in sorted(consumer.partitions_for_topic(topic) or set())
             ]
             ends = consumer.end_offsets(partitions)
-            return {tp_key(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
+            return {partition_key(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
         finally:
             consumer.close()
 
@@ -333,6 +329,6 @@ def _read_bounded(
             consumer.pause(*done)
             unfinished -= done
         if unfinished and time.monotonic() > deadline:
-            behind = sorted(tp_key(tp.topic, tp.partition) for tp in unfinished)
+            behind = sorted(partition_key(tp.topic, tp.partition) for tp in unfinished)
             raise BrokerError(f"no records for {idle_s}s before the end offsets of {behind}")
     return [item for tp in bounds for item in read[tp]]

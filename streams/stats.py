@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bandit.learning import JoinedEvent
+from bandit.join import JoinedEvent
 
 _MASK = (1 << 64) - 1
 

@@ -36,13 +36,13 @@ class Deployment:
 
     def nudge(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "streams.cli", *args, "--config", str(self.path)],
+            [sys.executable, "-m", "nudge.cli", *args, "--config", str(self.path)],
             cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=_clean_env(),
         )  # fmt: skip
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", *args, "--config", str(self.path)],
+            [sys.executable, "-m", "nudge.cli", *args, "--config", str(self.path)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_clean_env(),
         )  # fmt: skip
 

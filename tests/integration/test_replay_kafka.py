@@ -1,4 +1,4 @@
-"""`replay.sources.load_kafka` against the real broker: the same decisions as the file loader."""
+"""`nudge.replay_command.load_kafka` against the real broker: the same decisions as the file loader."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from bandit.errors import InvalidEvent, ReplayInputError
 from bandit.events import decode_event
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
+from nudge.replay_command import load_kafka
 from replay.logged import LoggedData
-from replay.sources import load_events, load_kafka
+from replay.sources import load_events
 from streams.kafka_io import read_range
 
 pytestmark = pytest.mark.kafka

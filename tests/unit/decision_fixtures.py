@@ -18,13 +18,13 @@ import numpy as np
 
 from bandit.config import Config, parse_config
 from bandit.decisions import Decider
-from bandit.learning import JoinedEvent, OnlineLearner
+from bandit.decoding import decode_message
+from bandit.envelopes import Envelope, Source
+from bandit.join import JoinedEvent, join_events
+from bandit.learning import OnlineLearner
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
 from bandit.snapshots import SnapshotStore
-from streams.decoding import decode_message
-from streams.envelopes import Envelope, Source
-from streams.join import join_events
 
 WORLD_SEED = 7
 TRAFFIC_SEED = 7

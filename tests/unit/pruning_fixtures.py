@@ -18,15 +18,15 @@ import numpy as np
 
 from bandit.config import Config
 from bandit.decisions import Decider
+from bandit.decoding import decode_message
+from bandit.envelopes import Envelope, Source
 from bandit.events import Impression, OutcomeLabel, decode_event
-from bandit.learning import JoinedEvent, OnlineLearner
+from bandit.join import JoinedEvent, join_events
+from bandit.learning import OnlineLearner
 from bandit.pruning import PruningChange, Status
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
 from bandit.snapshots import SnapshotStore
-from streams.decoding import decode_message
-from streams.envelopes import Envelope, Source
-from streams.join import join_events
 
 T0 = 1_767_600_000.0  # 2026-01-05T08:00:00Z
 LABELS = (OutcomeLabel.HELPFUL, OutcomeLabel.NOT_HELPFUL, OutcomeLabel.IGNORED)

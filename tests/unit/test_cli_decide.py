@@ -9,9 +9,9 @@ import pytest
 
 from bandit.config import Config
 from bandit.events import decode_event
-from bandit.learning import LearnerState
 from bandit.snapshots import SnapshotStore
-from streams.cli import main
+from bandit.state import LearnerState
+from nudge.cli import main
 
 TRIGGER = "A/quiz-3/quiz-failed"
 

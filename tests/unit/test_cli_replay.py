@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def nudge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-m", "nudge.cli", *args], cwd=cwd, capture_output=True, text=True,
         timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
 
@@ -110,7 +110,7 @@ def test_defaults_leave_out_never_send_when_some_decision_could_not_send_nothing
 
 
 def test_kafka_positions_are_offsets_below_a_billion_and_times_above() -> None:
-    from replay.cli import _position
+    from nudge.replay_command import _position
 
     assert _position("1500") == 1500
     assert _position("1767600000") == 1767600000.0

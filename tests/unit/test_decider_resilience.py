@@ -12,8 +12,8 @@ import pytest
 from bandit.config import Config, parse_config
 from bandit.decisions import Decider
 from bandit.errors import SnapshotError
-from bandit.learning import LearnerState
 from bandit.snapshots import LATEST, MANIFEST, SnapshotStore
+from bandit.state import LearnerState
 
 CATALOGUE = {"actions": {"hint": {"kind": "hint"}, "none": {}}, "triggers": {"t": ["hint", "none"]}}
 

@@ -15,12 +15,12 @@ from vowpalwabbit import Workspace
 
 from bandit.config import load_config
 from bandit.errors import ReplayInputError
+from bandit.simulation.publish import write_jsonl
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
 from replay.dsjson import load_dsjson, write_dsjson
 from replay.logged import LoggedData
 from replay.sources import load_events
-from streams.publish import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS, SEED = 1_500, 5

@@ -1,4 +1,4 @@
-"""Unit tests of the event-time reward join (`streams.join`)."""
+"""Unit tests of the event-time reward join (`bandit.join`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from bandit.config import JoinConfig, RewardConfig
+from bandit.envelopes import Envelope, Rejected, Source
 from bandit.errors import CheckpointError
 from bandit.events import (
     Event,
@@ -23,9 +24,7 @@ from bandit.events import (
     decode_event,
     timestamp_text,
 )
-from bandit.learning import JoinedEvent
-from streams.envelopes import Envelope, Rejected, Source
-from streams.join import RewardJoin, join_events
+from bandit.join import JoinedEvent, RewardJoin, join_events
 
 WINDOW = 100.0
 LATENESS = 10.0

@@ -11,7 +11,8 @@ import pytest
 from bandit.config import LearnerConfig
 from bandit.errors import LearnerError
 from bandit.events import Impression, OutcomeLabel
-from bandit.learning import GLOBAL_SCOPE, JoinedEvent, OnlineLearner
+from bandit.join import JoinedEvent
+from bandit.learning import GLOBAL_SCOPE, OnlineLearner
 from bandit.policies import VowpalPolicy
 from bandit.vw_text import NamespaceLetters, action_line, example_lines, shared_line
 

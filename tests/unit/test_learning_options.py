@@ -33,16 +33,17 @@ from bandit.config import (
     RewardConfig,
     parse_config,
 )
+from bandit.envelopes import Envelope, Source
 from bandit.errors import ConfigError
 from bandit.events import Impression, Outcome, OutcomeLabel
-from bandit.learning import GLOBAL_SCOPE, JoinedEvent, LearnerState, OnlineLearner
+from bandit.join import JoinedEvent, join_events
+from bandit.learning import GLOBAL_SCOPE, OnlineLearner
 from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.simulation.scoring import score_learner
 from bandit.simulation.world import MESSAGE_FEATURES, NONE_ACTION, Trigger
 from bandit.snapshots import SnapshotStore, warm_start_state
+from bandit.state import LearnerState
 from bandit.vw_text import NamespaceLetters, outcome_line
-from streams.envelopes import Envelope, Source
-from streams.join import join_events
 
 Context = dict[str, dict[str, float | str]]
 

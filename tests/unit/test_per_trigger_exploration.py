@@ -9,7 +9,8 @@ import numpy as np
 from bandit.config import parse_config
 from bandit.decisions import Decider
 from bandit.events import Impression, OutcomeLabel
-from bandit.learning import JoinedEvent, OnlineLearner
+from bandit.join import JoinedEvent
+from bandit.learning import OnlineLearner
 from bandit.snapshots import SnapshotStore
 
 FINAL, QUIZ = "A/final/final-passed", "A/quiz-3/quiz-failed"

@@ -49,10 +49,11 @@ from bandit.arms import ArmEstimate, ArmStats
 from bandit.config import Config, PruningConfig, parse_config
 from bandit.decisions import Decider
 from bandit.events import OutcomeLabel
-from bandit.learning import LearnerState, OnlineLearner
+from bandit.learning import OnlineLearner
 from bandit.pruning import ArmStatus, Evidence, PruningState, metric_interval
 from bandit.simulation.world import World
 from bandit.snapshots import SnapshotStore
+from bandit.state import LearnerState
 from streams.checkpoints import Checkpoint, CheckpointStore
 
 NONE = "none"

@@ -11,16 +11,16 @@ import orjson
 import pytest
 
 from bandit.config import Config, load_config
+from bandit.decoding import decode_message
+from bandit.envelopes import Envelope, Source
 from bandit.errors import InvalidEvent, ReplayInputError
 from bandit.events import decode_event, timestamp_text
+from bandit.join import join_events
+from bandit.simulation.publish import write_jsonl
 from bandit.simulation.traffic import SimulationRun, simulate_traffic
 from bandit.simulation.world import World
 from replay.logged import LoggedData, from_joined
 from replay.sources import load_events
-from streams.decoding import decode_message
-from streams.envelopes import Envelope, Source
-from streams.join import join_events
-from streams.publish import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS, SEED, INVALID = 3_000, 11, 0.02

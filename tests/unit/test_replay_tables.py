@@ -12,12 +12,12 @@ import pytest
 
 from bandit.config import load_config
 from bandit.errors import ReplayInputError
+from bandit.simulation.publish import write_jsonl
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
 from replay.logged import LoggedData
 from replay.sources import load_events
 from replay.tables import load_table, write_table
-from streams.publish import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ("event_ids", "triggers", "learners", "timestamps", "mask", "chosen", "pscore",

@@ -11,7 +11,8 @@ import pytest
 from bandit.config import LearnerConfig, parse_config
 from bandit.errors import LearnerError
 from bandit.events import Impression, OutcomeLabel
-from bandit.learning import JoinedEvent, OnlineLearner
+from bandit.join import JoinedEvent
+from bandit.learning import OnlineLearner
 from bandit.snapshots import SnapshotStore, warm_start_state
 
 ACTIONS = ("hint", "encourage", "none")

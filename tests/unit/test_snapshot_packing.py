@@ -11,8 +11,8 @@ import pytest
 
 from bandit.config import Config
 from bandit.errors import SnapshotError
-from bandit.learning import LearnerState
 from bandit.snapshots import SnapshotStore, pack_snapshot, unpack_snapshot
+from bandit.state import LearnerState
 
 
 def _published(tmp_path: Path) -> tuple[SnapshotStore, str]:

@@ -15,8 +15,9 @@ from decision_fixtures import joined_events, make_config, train
 
 from bandit.config import Config
 from bandit.errors import SnapshotError
-from bandit.learning import LearnerState, OnlineLearner
+from bandit.learning import OnlineLearner
 from bandit.snapshots import FORMAT_VERSION, LATEST, MANIFEST, SnapshotStore, load_snapshot
+from bandit.state import LearnerState
 
 TRAINED_THROUGH = {"nudge.impressions/0": 412, "nudge.outcomes/0": 97}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.watermarks import WatermarkTracker
+from bandit.watermarks import WatermarkTracker
 
 
 def test_a_caught_up_partition_holds_the_watermark_until_it_has_been_quiet_for_idle_s() -> None:

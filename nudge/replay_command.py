@@ -27,7 +27,8 @@ from replay.candidates import (
 )
 from replay.evaluation import ESTIMATORS, Gain, evaluate
 from replay.logged import LoggedData
-from replay.progress import ProgressPrinter
+from replay.progress import Progress, ProgressPrinter
+from replay.sources import OnError, check_on_error
 from replay.vw_candidates import CrossFitVW, ProgressiveVW, SnapshotPolicy
 
 PERSONALIZED = "personalized"
@@ -166,8 +167,6 @@ def _load(args: argparse.Namespace, config: Config, progress: ProgressPrinter) -
 
         return load_events(args.events, config, on_error=on_error, progress=progress)
     if args.kafka:
-        from replay.sources import load_kafka
-
         return load_kafka(
             config, start=_position(args.start), end=_position(args.end),
             on_error=on_error, progress=progress,
@@ -179,6 +178,34 @@ def _load(args: argparse.Namespace, config: Config, progress: ProgressPrinter) -
     from replay.tables import load_table
 
     return load_table(args.table, none_action=none_action, on_error=on_error)
+
+
+Offset = int | float | None  # an offset for every partition, epoch seconds, or the end
+
+
+def load_kafka(
+    config: Config,
+    *,
+    start: Offset = None,
+    end: Offset = None,
+    on_error: OnError = "raise",
+    progress: Progress | None = None,
+) -> LoggedData:
+    """The impressions and outcomes topics of `config.kafka` between two bounds, decoded and
+    joined as replay's `load_records` does.
+
+    `start` / `end`: None (the beginning / the end offsets when the read starts), an int offset
+    applied to every partition (start inclusive, end exclusive), or a float epoch-seconds
+    Kafka record timestamp (the produce time, via offsets_for_times).
+    """
+    from replay.sources import load_records
+    from streams.kafka_io import read_range
+
+    check_on_error(on_error)
+    kafka = config.kafka
+    records = read_range(kafka, [kafka.impressions_topic, kafka.outcomes_topic], start, end)
+    where = f"kafka {kafka.bootstrap_servers} {kafka.impressions_topic} + {kafka.outcomes_topic}"
+    return load_records(records, config, where=where, on_error=on_error, progress=progress)
 
 
 def _position(text: str | None) -> int | float | None:

@@ -22,12 +22,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.config import JoinConfig, RewardConfig
+from bandit.envelopes import Envelope, Rejected, Source
 from bandit.errors import CheckpointError, InvalidEvent
-from bandit.events import Event, Impression, Outcome, Reason
-from bandit.learning import JoinedEvent
-from streams.envelopes import Envelope, Rejected, Source
+from bandit.events import Event, Impression, Outcome, OutcomeLabel, Reason
 
 _NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedEvent:
+    """An impression with the outcome the join settled on and the reward it is worth."""
+
+    impression: Impression
+    label: OutcomeLabel
+    value: float | None
+    reward: float
+    defaulted: bool  # True when no outcome arrived in the window
 
 
 @dataclass(slots=True)

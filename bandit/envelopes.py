@@ -10,6 +10,11 @@ from bandit.events import Event
 E = TypeVar("E", bound=Event)
 
 
+def partition_key(topic: str, partition: int) -> str:
+    """The "topic/partition" key of offsets, lags and watermarks."""
+    return f"{topic}/{partition}"
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """Where a message was read: a Kafka topic/partition/offset, or a file and line number."""
@@ -22,6 +27,11 @@ class Source:
     def key(self) -> str:
         """Stable identity of the message, used as the dead-letter key (dedupe after a crash)."""
         return f"{self.topic}/{self.partition}/{self.offset}"
+
+    @property
+    def partition_key(self) -> str:
+        """ "topic/partition" of the partition it was read from."""
+        return partition_key(self.topic, self.partition)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The `nudge` command line: simulate traffic, consume and learn, score what was learned."""
+"""The `nudge` command line: composes the core (`bandit`), the Kafka side (`streams`) and the
+offline side (`replay`) into commands; the one place where they meet."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from bandit.errors import BrokerError, NudgeError
 from bandit.events import timestamp_text
 
 if TYPE_CHECKING:
-    from streams.closed_loop import RoundReport
+    from bandit.simulation.closed_loop import RoundReport
 
 WHY_ORDER = ("exploit", "explore", "forced", "cold_start", "retest")
 
@@ -53,14 +54,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     summary = run.summary()
     if args.out:
-        from streams.publish import write_jsonl
+        from bandit.simulation.publish import write_jsonl
 
         write_jsonl(run, Path(args.out))
         summary["out"] = str(args.out)
     if not args.no_kafka:
-        from streams.publish import publish_to_kafka
+        from bandit.simulation.publish import publish
+        from streams.kafka_io import Producer, ensure_topics
 
-        publish_to_kafka(run, cfg.kafka)
+        k = cfg.kafka
+        ensure_topics(k, [k.impressions_topic, k.outcomes_topic, k.dead_letter_topic], k.topic_partitions)
+        producer = Producer(k)
+        try:
+            publish(run, producer, k.impressions_topic, k.outcomes_topic)
+        finally:
+            producer.close()
         summary["topics"] = [cfg.kafka.impressions_topic, cfg.kafka.outcomes_topic]
     summary["seed"] = args.seed
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -70,9 +78,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_consume(args: argparse.Namespace) -> int:
     from streams.consumer import RunOptions, StreamLearner, install_signal_handlers
+    from streams.kafka_io import (
+        SNAPSHOT_MESSAGE_BYTES,
+        MessageSource,
+        Producer,
+        ensure_snapshot_topic,
+        ensure_topics,
+    )
 
     cfg = _config(args)
-    learner = StreamLearner(cfg)
+    k = cfg.kafka
+    topics = [k.impressions_topic, k.outcomes_topic]
+    ensure_topics(k, [*topics, k.dead_letter_topic], k.topic_partitions)
+    snapshot_sink = None
+    if cfg.snapshots.kafka_topic is not None:
+        ensure_snapshot_topic(k, cfg.snapshots.kafka_topic)
+        snapshot_sink = Producer(k, max_request_size=SNAPSHOT_MESSAGE_BYTES)
+    learner = StreamLearner(
+        cfg, MessageSource(k, topics), Producer(k), snapshot_sink=snapshot_sink
+    )
     install_signal_handlers(learner)
     learner.run(RunOptions(until_idle_s=args.until_idle))
     summary = learner.summary()
@@ -307,8 +331,9 @@ def _round_line(r: RoundReport) -> str:
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
-    from streams.charts import ascii_chart, write_svg_chart
-    from streams.closed_loop import ClosedLoop, LoopOptions
+    from bandit.simulation.closed_loop import ClosedLoop, LoopOptions
+    from nudge.charts import ascii_chart, write_svg_chart
+    from streams.kafka_io import Producer, end_offsets, ensure_topics
 
     cfg = _config(args)
     if not args.verbose:
@@ -323,7 +348,15 @@ def cmd_loop(args: argparse.Namespace) -> int:
         f"closed loop: {args.rounds} rounds x {args.decisions} decisions, seed {args.seed}; "
         f"decisions from snapshots in {cfg.snapshots.directory}, learned by `nudge consume`"
     )
-    reports = ClosedLoop(cfg, options).run(lambda r: print(_round_line(r), flush=True))
+    k = cfg.kafka
+    topics = [k.impressions_topic, k.outcomes_topic]
+    ensure_topics(k, [*topics, k.dead_letter_topic], k.topic_partitions)
+    producer = Producer(k)
+    try:
+        loop = ClosedLoop(cfg, options, producer, lambda: end_offsets(k, topics))
+        reports = loop.run(lambda r: print(_round_line(r), flush=True))
+    finally:
+        producer.close()
     series = {
         "policy": [r.deployed for r in reports],
         "random": [r.uniform for r in reports],
@@ -515,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--report-json", type=Path, metavar="PATH", help="per-round numbers")
     loop.set_defaults(func=cmd_loop)
 
-    from replay.cli import add_replay_command
+    from nudge.replay_command import add_replay_command
 
     add_replay_command(sub, add)
     return parser

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bandit.envelopes import Envelope, Rejected, Source
 from bandit.errors import InvalidEvent
 from bandit.events import EventRules, decode_event
-from streams.envelopes import Envelope, Rejected, Source
 
 
 def decode_message(

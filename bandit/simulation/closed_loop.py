@@ -5,7 +5,9 @@ impression (with the decider's exact probability) and, after the learner's react
 the outcome, to Kafka. A separately running `nudge consume` joins and learns and publishes
 snapshots; the decider hot-reloads them. After each round the true expected reward of the
 decisions actually made (exact, from the simulator) is reported next to what uniform random
-and send-to-all would have earned on the same decisions, so the climb is visible.
+and send-to-all would have earned on the same decisions, so the climb is visible. The loop is
+given where to send its messages (`MessageSink`) and how to read the topics' end offsets, so
+it knows nothing of Kafka.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,10 +28,11 @@ from bandit.config import Config
 from bandit.decisions import Decider
 from bandit.errors import NudgeError
 from bandit.events import OutcomeLabel, timestamp_text
-from bandit.learning import LearnerState, OnlineLearner
+from bandit.learning import OnlineLearner
+from bandit.ports import MessageSink
 from bandit.simulation.world import MESSAGE_FEATURES, Trigger, World
 from bandit.snapshots import SnapshotStore
-from streams.kafka_io import Producer, end_offsets, ensure_topics
+from bandit.state import LearnerState
 
 log = logging.getLogger("nudge.loop")
 _LABELS = (OutcomeLabel.HELPFUL, OutcomeLabel.NOT_HELPFUL, OutcomeLabel.IGNORED)
@@ -101,12 +104,23 @@ def initial_snapshot(config: Config, world: World, store: SnapshotStore) -> str:
         learner.close()
 
 
-class ClosedLoop:
-    """Runs the simulated platform against a live consumer through Kafka and snapshots."""
+EndOffsets = Callable[[], Mapping[str, int]]  # "topic/partition" -> next offset to be written
 
-    def __init__(self, config: Config, options: LoopOptions) -> None:
+
+class ClosedLoop:
+    """Runs the simulated platform against a live consumer through Kafka and snapshots.
+
+    `sink` receives the impressions and outcomes; `end_offsets()` tells, after a round, how
+    far the topics go, so the loop can wait for a snapshot trained through all of it.
+    """
+
+    def __init__(
+        self, config: Config, options: LoopOptions, sink: MessageSink, end_offsets: EndOffsets
+    ) -> None:
         self.config = config
         self.options = options
+        self.sink = sink
+        self.end_offsets = end_offsets
         sim = config.simulator
         self.world = World(options.seed, sim.learners, sim.courses)
         self.rng = np.random.default_rng([options.seed, 5])
@@ -115,15 +129,12 @@ class ClosedLoop:
         self._sequence = 0
 
     def run(self, report: Callable[[RoundReport], None]) -> list[RoundReport]:
-        kcfg = self.config.kafka
-        topics = [kcfg.impressions_topic, kcfg.outcomes_topic]
-        ensure_topics(kcfg, [*topics, kcfg.dead_letter_topic], kcfg.topic_partitions)
         store = SnapshotStore(self.config.snapshots.directory, self.config.snapshots.keep)
         if store.latest_pointer() is None:
             name = initial_snapshot(self.config, self.world, store)
             log.info("no snapshot yet: starting from the untrained policy %s (uniform)", name)
         reports: list[RoundReport] = []
-        producer = Producer(kcfg)
+        producer = self.sink
         decider = Decider(store.directory, seed=self.options.seed)
         decider.watch(self.options.watch_interval_s)
         try:
@@ -131,19 +142,18 @@ class ClosedLoop:
                 policy, learned = decider.version, decider.policy.snapshot.manifest.examples
                 tally = self._round(decider, producer)
                 producer.flush()
-                waited, caught_up = self._wait_for_learner(decider, topics)
+                waited, caught_up = self._wait_for_learner(decider)
                 reports.append(self._report(r, tally, policy, learned, waited, caught_up))
                 report(reports[-1])
             self._send_outcomes(producer, until=math.inf)
             producer.flush()
         finally:
             decider.close()
-            producer.close()
         return reports
 
     # ---- one round ----------------------------------------------------------------------
 
-    def _round(self, decider: Decider, producer: Producer) -> _RoundTally:
+    def _round(self, decider: Decider, producer: MessageSink) -> _RoundTally:
         cfg, world, rng = self.config, self.world, self.rng
         tally = _RoundTally()
         for _ in range(self.options.decisions_per_round):
@@ -210,16 +220,16 @@ class ClosedLoop:
             (self.t + delay, self._sequence, event_id.encode(), orjson.dumps(outcome)),
         )
 
-    def _send_outcomes(self, producer: Producer, until: float) -> None:
+    def _send_outcomes(self, producer: MessageSink, until: float) -> None:
         topic = self.config.kafka.outcomes_topic
         while self._outcomes and self._outcomes[0][0] <= until:
             _, _, key, value = heapq.heappop(self._outcomes)
             producer.send(topic, key, value)
 
-    def _wait_for_learner(self, decider: Decider, topics: list[str]) -> tuple[float, bool]:
+    def _wait_for_learner(self, decider: Decider) -> tuple[float, bool]:
         """Wait until the decider serves a snapshot trained through everything sent so far."""
         started = time.monotonic()
-        ends = end_offsets(self.config.kafka, topics)
+        ends = self.end_offsets()
         while True:
             trained = decider.policy.snapshot.manifest.trained_through
             if all(trained.get(k, 0) >= end for k, end in ends.items()):
