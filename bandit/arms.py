@@ -101,7 +101,7 @@ class ArmStats:
 
     @property
     def _keep(self) -> float:
-        return 0.5 ** (1.0 / self.half_life_impressions)
+        return float(0.5 ** (1.0 / self.half_life_impressions))
 
     def observe(
         self,

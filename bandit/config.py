@@ -23,9 +23,14 @@ from pydantic import (
     model_validator,
 )
 
-from bandit import exploration
 from bandit.errors import ConfigError
 from bandit.events import EventRules, OutcomeLabel
+from bandit.exploration import (
+    RESERVED_VW_FLAGS,
+    EpsilonGreedy,
+    Exploration,
+    with_default_algorithm,
+)
 
 ENV_PREFIX = "NUDGE_"
 
@@ -104,65 +109,6 @@ class JoinConfig(_Section):
     )  # fmt: skip
 
 
-class EpsilonConfig(_Section):
-    algorithm: Literal["epsilon"] = "epsilon"
-    epsilon: float = Field(0.1, ge=0, le=1)
-
-
-class SoftmaxConfig(_Section):
-    algorithm: Literal["softmax"]
-    lambda_: float = Field(10.0, gt=0, alias="lambda")
-
-
-class BaggingConfig(_Section):
-    algorithm: Literal["bag"]
-    bags: int = Field(5, ge=1)
-    epsilon: float = Field(0.0, ge=0, le=1)
-
-
-class CoverConfig(_Section):
-    algorithm: Literal["cover"]
-    policies: int = Field(4, ge=1)
-    psi: float = Field(1.0, ge=0)
-
-
-class SquareCBConfig(_Section):
-    algorithm: Literal["squarecb"]
-    gamma_scale: float = Field(10.0, gt=0)
-    gamma_exponent: float = Field(0.5, ge=0)
-
-
-class RndConfig(_Section):
-    algorithm: Literal["rnd"]
-    networks: int = Field(3, ge=1)
-    alpha: float = Field(0.1, gt=0)
-    epsilon: float = Field(0.0, ge=0, le=1)
-
-
-ExplorationConfig = Annotated[
-    EpsilonConfig | SoftmaxConfig | BaggingConfig | CoverConfig | SquareCBConfig | RndConfig,
-    Field(discriminator="algorithm"),
-]
-
-
-def build_exploration(cfg: ExplorationConfig) -> exploration.Exploration:
-    """The exploration strategy object a config section describes."""
-    match cfg:
-        case EpsilonConfig():
-            return exploration.EpsilonGreedy(cfg.epsilon)
-        case SoftmaxConfig():
-            return exploration.Softmax(cfg.lambda_)
-        case BaggingConfig():
-            return exploration.Bagging(cfg.bags, cfg.epsilon)
-        case CoverConfig():
-            return exploration.Cover(cfg.policies, cfg.psi)
-        case SquareCBConfig():
-            return exploration.SquareCB(cfg.gamma_scale, cfg.gamma_exponent)
-        case RndConfig():
-            return exploration.RandomNetworkDistillation(cfg.networks, cfg.alpha, cfg.epsilon)
-    raise ConfigError(f"unknown exploration section {cfg!r}")  # unreachable with the union
-
-
 class LowRankConfig(_Section):
     """Latent interactions (VW `--lrq` / `--lrqfa`): a rank-k factorization per namespace pair.
 
@@ -200,13 +146,6 @@ def _flag_name(token: str) -> str:
     return token
 
 
-def _default_algorithm(value: Any) -> Any:
-    """An exploration section without `algorithm` is epsilon-greedy (the default)."""
-    if isinstance(value, dict) and "algorithm" not in value:
-        return {**value, "algorithm": "epsilon"}
-    return value
-
-
 class LearnerConfig(_Section):
     """Vowpal Wabbit `cb_explore_adf` policy settings.
 
@@ -215,8 +154,8 @@ class LearnerConfig(_Section):
     """
 
     scope: Literal["global", "per_trigger"] = "global"
-    exploration: ExplorationConfig = Field(default_factory=EpsilonConfig)
-    exploration_by_trigger: dict[str, ExplorationConfig] = Field(
+    exploration: Exploration = Field(default_factory=EpsilonGreedy)
+    exploration_by_trigger: dict[str, Exploration] = Field(
         default_factory=dict,
         description="fnmatch pattern -> exploration, first match wins (scope per_trigger only)",
     )
@@ -243,11 +182,11 @@ class LearnerConfig(_Section):
         if isinstance(data, dict):
             data = dict(data)
             if "exploration" in data:
-                data["exploration"] = _default_algorithm(data["exploration"])
+                data["exploration"] = with_default_algorithm(data["exploration"])
             by_trigger = data.get("exploration_by_trigger")
             if isinstance(by_trigger, dict):
                 data["exploration_by_trigger"] = {
-                    k: _default_algorithm(v) for k, v in by_trigger.items()
+                    k: with_default_algorithm(v) for k, v in by_trigger.items()
                 }
         return data
 
@@ -276,7 +215,7 @@ class LearnerConfig(_Section):
                 f"scope is {self.scope!r}"
             )
         reserved = sorted(
-            {_flag_name(t) for t in self.vw_args.split()} & exploration.RESERVED_VW_FLAGS
+            {_flag_name(t) for t in self.vw_args.split()} & RESERVED_VW_FLAGS
         )
         if reserved:
             raise ValueError(
@@ -300,7 +239,7 @@ class LearnerConfig(_Section):
                 flags.append(f"--lrqfa {''.join(letters)}{lr.rank}")
         return " ".join(flags)
 
-    def exploration_for(self, trigger: str | None) -> ExplorationConfig:
+    def exploration_for(self, trigger: str | None) -> Exploration:
         """The exploration of `trigger`'s policy (the default for the global policy)."""
         if trigger is not None:
             for pattern, chosen in self.exploration_by_trigger.items():
@@ -310,7 +249,7 @@ class LearnerConfig(_Section):
 
     def vw_arguments(self, trigger: str | None = None) -> str:
         """The full VW command line for a fresh policy (of `trigger`, with per_trigger scope)."""
-        explore = build_exploration(self.exploration_for(trigger)).vw_flags()
+        explore = self.exploration_for(trigger).vw_flags()
         return f"--cb_explore_adf {explore} {self.feature_flags()} {self.vw_args} --quiet".strip()
 
     def outcome_model_arguments(self) -> str:

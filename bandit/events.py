@@ -25,7 +25,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from bandit.errors import InvalidEvent
 
@@ -282,7 +282,7 @@ _PYDANTIC_REASONS = {
 _REASON_CODES = frozenset(r.value for r in Reason)
 
 
-def _reason_of(error: dict[str, Any]) -> str:
+def _reason_of(error: ErrorDetails) -> str:
     kind = str(error["type"])
     if kind in _REASON_CODES:
         return kind
@@ -294,7 +294,7 @@ def _reason_of(error: dict[str, Any]) -> str:
     return Reason.WRONG_TYPE
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     where = ".".join(str(p) for p in error.get("loc", ())) or "event"
     return f"{where}: {error['msg']}"
 

@@ -1,94 +1,137 @@
 """Vowpal Wabbit exploration algorithms for `--cb_explore_adf`, each a tiny object rendering flags.
 
+Each algorithm is defined once, here: its config section (validated fields and defaults: the
+objects are what `learner.exploration` parses into), the flags it renders and owns.
+
 The pmf these produce is what a decision service samples from and logs as the propensity;
 see Bietti, Agarwal & Langford, "A Contextual Bandit Bake-off" (JMLR 2021) for all six.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
-@dataclass(frozen=True, slots=True)
-class EpsilonGreedy:
+class _Algorithm(BaseModel):
+    """One exploration algorithm: its config section, its defaults and the VW flags it renders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the flag that selects the algorithm in VW (None: plain epsilon-greedy, VW's default)
+    selector: ClassVar[str | None] = None
+    #: every flag `vw_flags()` may render (owned by the project: not allowed in `vw_args`)
+    flags: ClassVar[frozenset[str]] = frozenset()
+
+    def vw_flags(self) -> str:
+        raise NotImplementedError
+
+
+class EpsilonGreedy(_Algorithm):
     """Greedy action with prob. 1 - epsilon + epsilon/K, every other with epsilon/K."""
 
-    epsilon: float = 0.1
+    algorithm: Literal["epsilon"] = "epsilon"
+    epsilon: float = Field(0.1, ge=0, le=1)
+    flags: ClassVar[frozenset[str]] = frozenset({"--epsilon"})
 
     def vw_flags(self) -> str:
         return f"--epsilon {self.epsilon}"
 
 
-@dataclass(frozen=True, slots=True)
-class Softmax:
+class Softmax(_Algorithm):
     """p(a) proportional to exp(-lambda * predicted cost(a))."""
 
-    lambda_: float = 10.0
+    algorithm: Literal["softmax"]
+    lambda_: float = Field(10.0, gt=0, alias="lambda")
+    selector: ClassVar[str | None] = "--softmax"
+    flags: ClassVar[frozenset[str]] = frozenset({"--softmax", "--lambda"})
 
     def vw_flags(self) -> str:
         return f"--softmax --lambda {self.lambda_}"
 
 
-@dataclass(frozen=True, slots=True)
-class Bagging:
+class Bagging(_Algorithm):
     """Online bootstrap: `bags` policies trained on Poisson(1) resamples vote; plus epsilon."""
 
-    bags: int = 5
-    epsilon: float = 0.0
+    algorithm: Literal["bag"]
+    bags: int = Field(5, ge=1)
+    epsilon: float = Field(0.0, ge=0, le=1)
+    selector: ClassVar[str | None] = "--bag"
+    flags: ClassVar[frozenset[str]] = frozenset({"--bag", "--epsilon"})
 
     def vw_flags(self) -> str:
         return f"--bag {self.bags} --epsilon {self.epsilon}"
 
 
-@dataclass(frozen=True, slots=True)
-class Cover:
+class Cover(_Algorithm):
     """Online cover: `policies` diverse policies, with psi controlling the diversity bonus."""
 
-    policies: int = 4
-    psi: float = 1.0
+    algorithm: Literal["cover"]
+    policies: int = Field(4, ge=1)
+    psi: float = Field(1.0, ge=0)
+    selector: ClassVar[str | None] = "--cover"
+    flags: ClassVar[frozenset[str]] = frozenset({"--cover", "--psi"})
 
     def vw_flags(self) -> str:
         return f"--cover {self.policies} --psi {self.psi}"
 
 
-@dataclass(frozen=True, slots=True)
-class SquareCB:
+class SquareCB(_Algorithm):
     """Inverse gap weighting (Foster & Rakhlin 2020): p(a) = 1 / (K + gamma * gap(a))."""
 
-    gamma_scale: float = 10.0
-    gamma_exponent: float = 0.5
+    algorithm: Literal["squarecb"]
+    gamma_scale: float = Field(10.0, gt=0)
+    gamma_exponent: float = Field(0.5, ge=0)
+    selector: ClassVar[str | None] = "--squarecb"
+    flags: ClassVar[frozenset[str]] = frozenset({"--squarecb", "--gamma_scale", "--gamma_exponent"})
 
     def vw_flags(self) -> str:
         return f"--squarecb --gamma_scale {self.gamma_scale} --gamma_exponent {self.gamma_exponent}"
 
 
-@dataclass(frozen=True, slots=True)
-class RandomNetworkDistillation:
+class RandomNetworkDistillation(_Algorithm):
     """RND: optimism from the error of predicting random projections of the features."""
 
-    networks: int = 3
-    alpha: float = 0.1
-    epsilon: float = 0.0
+    algorithm: Literal["rnd"]
+    networks: int = Field(3, ge=1)
+    alpha: float = Field(0.1, gt=0)
+    epsilon: float = Field(0.0, ge=0, le=1)
+    selector: ClassVar[str | None] = "--rnd"
+    flags: ClassVar[frozenset[str]] = frozenset({"--rnd", "--rnd_alpha", "--epsilon"})
 
     def vw_flags(self) -> str:
         return f"--rnd {self.networks} --rnd_alpha {self.alpha} --epsilon {self.epsilon}"
 
 
-Exploration = EpsilonGreedy | Softmax | Bagging | Cover | SquareCB | RandomNetworkDistillation
+ALGORITHMS: tuple[type[_Algorithm], ...] = (
+    EpsilonGreedy, Softmax, Bagging, Cover, SquareCB, RandomNetworkDistillation,
+)  # fmt: skip
+
+#: A config section `learner.exploration`: the `algorithm` key says which (default epsilon).
+Exploration = Annotated[
+    EpsilonGreedy | Softmax | Bagging | Cover | SquareCB | RandomNetworkDistillation,
+    Field(discriminator="algorithm"),
+]
 
 # Flags the project owns; a user's extra VW arguments may not repeat them.
-RESERVED_VW_FLAGS = frozenset(
+RESERVED_VW_FLAGS = frozenset().union(*(a.flags for a in ALGORITHMS)) | frozenset(
     {
-        "--cb_explore_adf", "--cb_adf", "--epsilon", "--softmax", "--lambda", "--bag", "--cover",
-        "--psi", "--squarecb", "--gamma_scale", "--gamma_exponent", "--rnd", "--rnd_alpha",
-        "-q", "--quadratic", "--interactions", "-i", "--initial_regressor", "-f",
-        "--final_regressor", "--save_resume", "--data", "-d", "--quiet", "--lrq", "--lrqfa",
-        "--feature_mask", "--oaa", "--probabilities",
+        "--cb_explore_adf", "--cb_adf", "-q", "--quadratic", "--interactions", "-i",
+        "--initial_regressor", "-f", "--final_regressor", "--save_resume", "--data", "-d",
+        "--quiet", "--lrq", "--lrqfa", "--feature_mask", "--oaa", "--probabilities",
     }
 )  # fmt: skip
 
+#: The flags that select an algorithm other than epsilon-greedy.
+ALGORITHM_FLAGS = frozenset(a.selector for a in ALGORITHMS if a.selector is not None)
 
-ALGORITHM_FLAGS = frozenset({"--softmax", "--bag", "--cover", "--squarecb", "--rnd"})
+
+def with_default_algorithm(section: Any) -> Any:
+    """An exploration section without `algorithm` is epsilon-greedy (the default)."""
+    if isinstance(section, dict) and "algorithm" not in section:
+        return {**section, "algorithm": "epsilon"}
+    return section
 
 
 def flag_values(arguments: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from bandit.arms import ArmStats
 from bandit.catalogue import ActionCatalogue, ReactionCounts
-from bandit.config import LearnerConfig, PruningConfig, build_exploration
+from bandit.config import LearnerConfig, PruningConfig
 from bandit.errors import LearnerError
 from bandit.exploration import feature_flag_set, only_epsilon_differs, same_exploration
 from bandit.join import JoinedEvent
@@ -86,7 +86,7 @@ class OnlineLearner:
                 f"{sorted(feature_flag_set(self.config.feature_flags()))}; a saved VW model keeps "
                 "them: restore learner.interactions / low_rank, or start a new deployment"
             )
-        wanted = build_exploration(self.config.exploration_for(trigger)).vw_flags()
+        wanted = self.config.exploration_for(trigger).vw_flags()
         if saved is None or same_exploration(saved, wanted):
             return self.config.vw_args
         if only_epsilon_differs(saved, wanted):

@@ -64,6 +64,8 @@ def metric_interval(
     """(estimate, low, high) of the configured metric; None where it does not apply."""
     alpha = 1.0 - config.confidence
     z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    value: float | None
+    se: float | None
     match config.metric:
         case "reward":
             value, se = estimate.value, estimate.value_se

@@ -29,12 +29,11 @@ def ascii_chart(series: Mapping[str, Sequence[float]], height: int = 12) -> str:
     # Drawn last-first, so the first series (the policy) is on top where points coincide.
     for mark, ys in reversed(list(zip(_MARKS, series.values(), strict=False))):
         for x, y in enumerate(ys):
-            row = round((high - y) / (high - low) * (height - 1))
-            grid[row][x * 3 + 1] = mark
+            grid[round((high - y) / (high - low) * (height - 1))][x * 3 + 1] = mark
     lines = []
-    for i, row in enumerate(grid):
+    for i, cells in enumerate(grid):
         label = f"{high:+.3f}" if i == 0 else f"{low:+.3f}" if i == height - 1 else ""
-        lines.append(f"{label:>7} |{''.join(row)}")
+        lines.append(f"{label:>7} |{''.join(cells)}")
     lines.append(" " * 8 + "+" + "-" * (width * 3))
     lines.append(" " * 9 + "".join(f"{x + 1:^3}" for x in range(width)) + "  (round)")
     legend = "   ".join(f"{m} {name}" for m, name in zip(_MARKS, series, strict=False))

@@ -49,7 +49,7 @@ def check_probabilities(name: str, data: LoggedData, probs: np.ndarray) -> np.nd
             "(logged decisions, actions)"
         )
     row_sum = np.where(data.mask, array, 0.0).sum(axis=1)
-    checks: tuple[tuple[np.ndarray, Callable[[int], str]], ...] = (
+    checks: tuple[tuple[np.ndarray | np.bool_, Callable[[int], str]], ...] = (
         (~np.isfinite(array).all(axis=1), lambda _row: "has a value that is not finite"),
         ((array < 0.0).any(axis=1), lambda _row: "has a negative probability"),
         (((array > 0.0) & ~data.mask).any(axis=1), lambda row: _unavailable(data, array, row)),

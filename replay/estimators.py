@@ -168,7 +168,9 @@ def _as_float(name: str, value: object, *, ndim: int, n: int | None = None) -> n
     return array
 
 
-def _first_bad(name: str, bad: np.ndarray, values: np.ndarray | None, problem: str) -> None:
+def _first_bad(
+    name: str, bad: np.ndarray | np.bool_, values: np.ndarray | None, problem: str
+) -> None:
     if bad.any():
         row = int(np.argmax(bad))
         shown = f" = {values[row].item()!r}" if values is not None else ""

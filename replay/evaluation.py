@@ -57,7 +57,7 @@ def build_estimators(names: Sequence[str], clip: float | None = None) -> list[_E
     unknown = [n for n in names if n not in ESTIMATORS]
     if unknown:
         raise ValueError(f"unknown estimator(s) {unknown}; choose from {list(ESTIMATORS)}")
-    built = []
+    built: list[_Estimator] = []
     for name in names:
         if clip is not None and name in ("IPS", "DR"):
             built.append(IPS(clip=clip) if name == "IPS" else DR(clip=clip))

@@ -149,7 +149,7 @@ def forest_svg(
         f"{escape(title)}</text>",
         _legend(colours, refs, y=_TITLE_PX + 10, width=width),
     ]
-    y = top
+    y = float(top)
     for line, height in zip(grid, heights, strict=True):
         for c, panel in enumerate(line):
             frame = _Frame(

@@ -114,10 +114,11 @@ def load_table(
     )
     reward = _numbers(frame["reward"], rows, "reward")
     lists = _ActionLists.of(frame["actions"], rows)
-    position = lists.position(text["chosen"], rows)
+    chosen, event_ids = _required_text(text, "chosen"), _required_text(text, "event_id")
+    position = lists.position(chosen, rows)
     pmf = _pmf(frame, lists, position, probability, rows) if "pmf" in frame.columns else None
     timestamps = _timestamps(frame, rows)
-    _drop_duplicates(text["event_id"], rows)
+    _drop_duplicates(event_ids, rows)
     return _logged(
         rows, text, lists, position, probability, reward, pmf, timestamps, none_action, t.name
     )
@@ -360,6 +361,14 @@ def _drop_duplicates(event_ids: np.ndarray, rows: _Rows) -> None:
     if repeated.size:
         rows.skipped[Reason.DUPLICATE_IMPRESSION.value] += int(repeated.size)
         rows.valid[repeated] = False
+
+
+def _required_text(text: dict[str, np.ndarray | None], column: str) -> np.ndarray:
+    """A required column's text values (present: `REQUIRED` was checked before)."""
+    values = text[column]
+    if values is None:
+        raise ReplayInputError("table", column, "required column missing")
+    return values
 
 
 def _logged(
