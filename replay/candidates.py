@@ -162,10 +162,10 @@ class AlwaysSend:
     """
 
     base: Candidate
-    name: str | None = None  # default: "always-send(<base>)"
+    name: str = ""  # default: "always-send(<base>)"
 
     def __post_init__(self) -> None:
-        if self.name is None:
+        if not self.name:
             object.__setattr__(self, "name", f"always-send({self.base.name})")
 
     def probabilities(self, data: LoggedData) -> np.ndarray:
@@ -228,14 +228,14 @@ class BestUniform:
     by_trigger: bool
     folds: int = 2
     include_none: bool = True
-    name: str | None = None  # default: best-uniform[-messages][-per-trigger]
+    name: str = ""  # default: best-uniform[-messages][-per-trigger]
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ValueError(
                 f"BestUniform needs at least 2 folds to pick out of sample; got {self.folds}"
             )
-        if self.name is None:
+        if not self.name:
             suffix = ("" if self.include_none else "-messages") + (
                 "-per-trigger" if self.by_trigger else ""
             )

@@ -85,11 +85,11 @@ class SnapshotPolicy:
 
     directory: Path | str
     mode: SnapshotMode = "pmf"
-    name: str | None = None  # default: "<directory name>:<mode>"
+    name: str = ""  # default: "<directory name>:<mode>"
 
     def __post_init__(self) -> None:
         _check_mode("SnapshotPolicy", self.mode, ("pmf", "greedy", "deployed"))
-        if self.name is None:
+        if not self.name:
             object.__setattr__(self, "name", f"{Path(self.directory).name}:{self.mode}")
 
     @contextmanager
@@ -171,12 +171,12 @@ class ProgressiveVW:
 
     config: Config
     mode: LearnedMode = "pmf"
-    name: str | None = None  # default: "progressive-vw:<mode>"
+    name: str = ""  # default: "progressive-vw:<mode>"
     progress: Progress | None = None
 
     def __post_init__(self) -> None:
         _check_mode("ProgressiveVW", self.mode, ("pmf", "greedy"))
-        if self.name is None:
+        if not self.name:
             object.__setattr__(self, "name", f"progressive-vw:{self.mode}")
 
     def probabilities(self, data: LoggedData) -> np.ndarray:
@@ -207,14 +207,14 @@ class CrossFitVW:
     config: Config
     folds: int = 2
     mode: LearnedMode = "greedy"
-    name: str | None = None  # default: "crossfit-vw:<mode>"
+    name: str = ""  # default: "crossfit-vw:<mode>"
     progress: Progress | None = None
 
     def __post_init__(self) -> None:
         _check_mode("CrossFitVW", self.mode, ("pmf", "greedy"))
         if self.folds < 2:
             raise ValueError(f"CrossFitVW needs at least 2 folds; got {self.folds}")
-        if self.name is None:
+        if not self.name:
             object.__setattr__(self, "name", f"crossfit-vw:{self.mode}")
 
     def probabilities(self, data: LoggedData) -> np.ndarray:
