@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bandit.atomic_dir import AtomicDirectories, FileOps
 from bandit.config import Config, DecisionsConfig, RewardConfig
 from bandit.errors import SnapshotError
 from bandit.pruning import PruningState
@@ -86,21 +85,6 @@ class Snapshot:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def snapshot_contents(
@@ -169,9 +153,10 @@ def snapshot_contents(
 class SnapshotStore:
     """A directory of snapshots with a `LATEST` pointer; keeps the newest `keep`."""
 
-    def __init__(self, directory: Path | str, keep: int = 5) -> None:
+    def __init__(self, directory: Path | str, keep: int = 5, ops: FileOps | None = None) -> None:
         self.directory = Path(directory)
         self.keep = keep
+        self._versions = AtomicDirectories(self.directory, "snap", LATEST, keep, ops)
 
     # ---- publishing ---------------------------------------------------------------------
 
@@ -199,38 +184,12 @@ class SnapshotStore:
 
     def write(self, manifest: dict[str, Any], files: dict[str, bytes]) -> str:
         """Write a snapshot atomically from its manifest (without `files`) and files."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         name = f"snap-{int(manifest['sequence']):09d}"
-        tmp = self.directory / f".tmp-{name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for rel, data in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            _write(tmp / rel, data)
         manifest = {**manifest, "files": {rel: _sha256(data) for rel, data in files.items()}}
         manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
-        _write(tmp / MANIFEST, manifest_bytes)
-        for sub in {(tmp / rel).parent for rel in files}:
-            _fsync_dir(sub)
-        final = self.directory / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(tmp, final)
-        _fsync_dir(self.directory)
         pointer = orjson.dumps({"name": name, "manifest_sha256": _sha256(manifest_bytes)})
-        _write(self.directory / f".{LATEST}.tmp", pointer)
-        os.replace(self.directory / f".{LATEST}.tmp", self.directory / LATEST)
-        _fsync_dir(self.directory)
-        self._prune(name)
+        self._versions.publish(name, {**files, MANIFEST: manifest_bytes}, pointer)
         return name
-
-    def _prune(self, keep_name: str) -> None:
-        names = sorted(p.name for p in self.directory.glob("snap-*") if p.is_dir())
-        for old in names[: max(0, len(names) - self.keep)]:
-            if old != keep_name:
-                shutil.rmtree(self.directory / old, ignore_errors=True)
-        for tmp in self.directory.glob(".tmp-snap-*"):  # left by a crash mid-write
-            if not tmp.name.endswith(f"-{os.getpid()}"):
-                shutil.rmtree(tmp, ignore_errors=True)
 
     # ---- loading ------------------------------------------------------------------------
 

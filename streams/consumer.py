@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from bandit.atomic_dir import FileOps
 from bandit.config import Config
 from bandit.decoding import decode_message
 from bandit.envelopes import Rejected
@@ -80,6 +81,7 @@ class StreamLearner:
     `source` reads the impression and outcome topics, `producer` takes the dead letters,
     `snapshot_sink` (needed when `snapshots.kafka_topic` is set) the packed snapshots; the
     learner closes them when `run()` returns. `clock` paces checkpoints and idleness.
+    `file_ops` are the file-system steps of checkpoints and snapshots (default: the real ones).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class StreamLearner:
         *,
         snapshot_sink: MessageSink | None = None,
         clock: Clock = time.monotonic,
+        file_ops: FileOps | None = None,
     ) -> None:
         if config.snapshots.kafka_topic is not None and snapshot_sink is None:
             raise ValueError("snapshots.kafka_topic is set: pass a snapshot_sink")
@@ -99,7 +102,9 @@ class StreamLearner:
         self.snapshot_sink = snapshot_sink
         self.clock = clock
         self.rules = config.event_rules()
-        self.store = CheckpointStore(config.checkpoint.directory, config.checkpoint.keep)
+        self.store = CheckpointStore(
+            config.checkpoint.directory, config.checkpoint.keep, file_ops
+        )
         self._stop = threading.Event()
         ckpt = self.store.latest()
         self.sequence = ckpt.sequence if ckpt else 0
@@ -124,7 +129,9 @@ class StreamLearner:
         self._dirty = 0
         self._last_checkpoint = clock()
         self.final_lag: int | None = None
-        self.snapshots = SnapshotStore(config.snapshots.directory, config.snapshots.keep)
+        self.snapshots = SnapshotStore(
+            config.snapshots.directory, config.snapshots.keep, file_ops
+        )
         self.published: str | None = None
         self._learned_at_snapshot = self.stats.learned
         self._consumed_at_snapshot = self.stats.consumed
@@ -132,7 +139,7 @@ class StreamLearner:
 
     def _initial_state(self, ckpt: Checkpoint | None) -> LearnerState | None:
         if ckpt is not None:
-            return ckpt.learner_state()
+            return ckpt.learner
         warm = self.config.learner.warm_start
         if warm is None:
             return None
@@ -163,9 +170,9 @@ class StreamLearner:
                 if self.resumed_from
                 else "no checkpoint: from the start",
             )
-            self._loop(options)
-            if options.until_idle_s is not None:
-                # A bounded run ends its input: close every open window (the default outcome).
+            if self._loop(options):
+                # The input of a bounded run ended: close every open window (the default
+                # outcome). Not when stopped: outcomes still to come must find their windows.
                 self.join.close_all()
                 self._settle()
             self.checkpoint(publish=True)
@@ -178,7 +185,8 @@ class StreamLearner:
             self.learner.close()
         return self.stats
 
-    def _loop(self, options: RunOptions) -> None:
+    def _loop(self, options: RunOptions) -> bool:
+        """Read, learn and checkpoint until stopped (False) or idle for `until_idle_s` (True)."""
         started = last_message = last_report = self.clock()
         reported = (0, 0)
         while not self._stop.is_set():
@@ -206,7 +214,8 @@ class StreamLearner:
                 last_report = now
             if options.until_idle_s is not None and now - last_message >= options.until_idle_s:
                 log.info("idle for %.1fs after %.1fs: finishing", now - last_message, now - started)
-                return
+                return True
+        return False
 
     def _process(self, batch: list[tuple[Any, bytes | None]]) -> None:
         for source, raw in batch:
@@ -273,15 +282,8 @@ class StreamLearner:
             offsets=dict(self.offsets),
             join_state={"join": self.join.state(), "watermarks": self.watermarks.highest},
             stats=self.stats.to_json(),
-            models=state.models,
+            learner=state,
             vw_arguments=self.config.learner.vw_arguments(),
-            outcome_model=state.outcome_model,
-            catalogue=state.catalogue,
-            reactions=state.reactions,
-            masks=state.masks,
-            policy_arguments=state.arguments,
-            arms=state.arms,
-            pruning=state.pruning,
         )
         self.store.save(ckpt)
         self.source.commit(self.offsets)

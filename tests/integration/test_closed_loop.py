@@ -76,7 +76,7 @@ def test_closed_loop_learns_to_beat_random_and_send_to_all_and_holds_back_where_
     assert snapshot.manifest.policy_id == final
     assert snapshot.manifest.trained_through == ckpt.offsets
     assert snapshot.manifest.examples == ckpt.stats["learned"]
-    assert snapshot.state.models == ckpt.models
+    assert snapshot.state.models == ckpt.learner.models
 
 
 def test_export_writes_a_snapshot_whose_decider_scores_like_the_checkpoint(
@@ -96,7 +96,7 @@ def test_export_writes_a_snapshot_whose_decider_scores_like_the_checkpoint(
 
     ckpt = CheckpointStore(dep.config.checkpoint.directory).latest()
     assert ckpt is not None
-    learner = OnlineLearner(dep.config.learner, state=ckpt.learner_state())
+    learner = OnlineLearner(dep.config.learner, state=ckpt.learner)
     world = World(5, dep.config.simulator.learners, dep.config.simulator.courses)
     with Decider(out, seed=1) as decider:
         for who, trig in [(1, world.triggers[0]), (42, world.triggers[5]), (7, world.triggers[13])]:

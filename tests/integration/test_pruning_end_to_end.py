@@ -65,7 +65,7 @@ def test_pruning_state_is_checkpointed_restored_exported_and_honoured(
     held = {(t, a) for t, actions in snapshot.manifest.pruning["held"].items() for a in actions}
     assert held == pruned
     ckpt = CheckpointStore(dep.config.checkpoint.directory).latest()
-    assert ckpt is not None and snapshot.state.pruning == ckpt.pruning
+    assert ckpt is not None and snapshot.state.pruning == ckpt.learner.pruning
     trigger, action = sorted(pruned)[0]
     why: Counter[str] = Counter()
     with Decider(dep.config.snapshots.directory, seed=1) as decider:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from bandit.errors import CheckpointError
+from bandit.state import LearnerState
 from streams.checkpoints import FORMAT_VERSION, Checkpoint, CheckpointStore
 from streams.stats import ConsumerStats, Ledger, event_hash
 
@@ -24,10 +25,16 @@ def make_checkpoint(sequence: int) -> Checkpoint:
             "closed": [["e1", 1_767_600_100.0, True]],
         },
         stats={"consumed": 10 * sequence, "ledger": {"count": 3, "digest": "00000000000000ff"}},
-        models={
-            "global": b"\x00\x01model-bytes-" + str(sequence).encode(),
-            "quiz_failed": b"\xffother\x00model",
-        },
+        learner=LearnerState(
+            models={
+                "global": b"\x00\x01model-bytes-" + str(sequence).encode(),
+                "quiz_failed": b"\xffother\x00model",
+            },
+            arguments={
+                "global": "--cb_explore_adf --epsilon 0.1 --quiet",
+                "quiz_failed": "--cb_explore_adf --softmax --lambda 5 --quiet",
+            },
+        ),
         vw_arguments="--cb_explore_adf --epsilon 0.1 --quiet",
     )
 
@@ -50,7 +57,7 @@ def test_saved_checkpoint_loads_back_equal(tmp_path: Path) -> None:
 
 def test_checkpoint_without_models_round_trips(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
-    ckpt = Checkpoint(1, {}, {}, {}, {}, "--cb_explore_adf")
+    ckpt = Checkpoint(1, {}, {}, {}, LearnerState(), "--cb_explore_adf")
     store.save(ckpt)
     assert store.latest() == ckpt
 
@@ -152,6 +159,74 @@ def test_stale_current_temp_file_does_not_affect_latest(tmp_path: Path) -> None:
     store.save(make_checkpoint(1))
     (tmp_path / ".CURRENT.tmp").write_text("ckpt-000000002")  # crash before the rename
     assert store.latest() == make_checkpoint(1)
+
+
+def full_learner_state() -> LearnerState:
+    """A learner state with every field set, as a per-trigger learner with an outcome model has."""
+    return LearnerState(
+        models={"idle": b"idle-model\x00", "quiz_failed": b"quiz-model\xff"},
+        outcome_model=b"outcome-model\x01",
+        catalogue={"actions": {"hint": {"kind": "hint"}}, "triggers": {"idle": ["hint", "none"]}},
+        reactions={"learner-1": 2, "learner-2": 1},
+        masks={"idle": b"idle-mask"},
+        arguments={"idle": "--cb_explore_adf --epsilon 0.2", "quiz_failed": "--cb_explore_adf"},
+        arms={"idle": {"hint": {"shown": 3.0}}},
+        pruning={"statuses": {"idle": {"hint": {"status": "pruned", "since": 1.0}}}},
+    )
+
+
+def test_every_field_of_the_learner_state_round_trips(tmp_path: Path) -> None:
+    ckpt = Checkpoint(4, {"t/0": 9}, {}, {"consumed": 9}, full_learner_state(), "--cb_explore_adf")
+    CheckpointStore(tmp_path).save(ckpt)
+
+    loaded = CheckpointStore(tmp_path).latest()
+
+    assert loaded == ckpt
+    assert loaded is not None and loaded.learner == full_learner_state()
+
+
+def test_state_json_keeps_the_format_2_layout(tmp_path: Path) -> None:
+    ckpt = Checkpoint(4, {"t/0": 9}, {}, {}, full_learner_state(), "--cb_explore_adf")
+    path = CheckpointStore(tmp_path).save(ckpt)
+
+    state = orjson.loads((path / "state.json").read_bytes())
+
+    assert sorted(state) == sorted(
+        ["format", "sequence", "created_at", "offsets", "join", "stats", "models", "masks",
+         "outcome_model", "catalogue", "reactions", "policy_arguments", "arms", "pruning",
+         "vw_arguments"]
+    )  # fmt: skip
+    assert {k: v["file"] for k, v in state["models"].items()} == {
+        "idle": "models/policy-0000.vw",
+        "quiz_failed": "models/policy-0001.vw",
+    }
+    assert state["masks"]["idle"]["file"] == "models/mask-0000.vw"
+    assert state["outcome_model"]["file"] == "models/outcomes-0000.vw"
+    assert state["policy_arguments"] == full_learner_state().arguments
+
+
+def test_format_1_checkpoint_gives_every_scope_the_global_vw_arguments(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    path = store.save(make_checkpoint(1))
+    state = orjson.loads((path / "state.json").read_bytes())
+    format_1 = {
+        k: v
+        for k, v in state.items()
+        if k not in {"masks", "outcome_model", "catalogue", "reactions", "policy_arguments",
+                     "arms", "pruning"}
+    }  # fmt: skip
+    (path / "state.json").write_bytes(orjson.dumps({**format_1, "format": 1}))
+
+    loaded = store.latest()
+
+    assert loaded is not None
+    assert loaded.learner.models == make_checkpoint(1).learner.models
+    assert loaded.learner.arguments == {
+        "global": "--cb_explore_adf --epsilon 0.1 --quiet",
+        "quiz_failed": "--cb_explore_adf --epsilon 0.1 --quiet",
+    }
+    assert loaded.learner.masks == {} and loaded.learner.outcome_model is None
+    assert (loaded.learner.catalogue, loaded.learner.arms, loaded.learner.pruning) == ({}, {}, {})
 
 
 # ---- ledger -----------------------------------------------------------------------------------

@@ -633,3 +633,41 @@ def test_from_state_reports_a_saved_message_that_no_longer_decodes() -> None:
     strict = EventRules(frozenset())  # the "learner" namespace is no longer configured
     with pytest.raises(CheckpointError, match="no longer decodes"):
         RewardJoin.from_state(state, CONFIG, REWARDS, lambda raw: decode_event(raw, strict))
+
+
+def test_restored_closed_window_is_forgotten_when_the_watermark_passes_its_retention() -> None:
+    # e1 settled by its outcome: closed until deadline T0 + 100 plus retention 100 + 10, i.e.
+    # until the watermark (event time - 10) reaches T0 + 210: event time T0 + 220.
+    join = RewardJoin(CONFIG, REWARDS)
+    feed(join, impression("e1", T0), outcome("e1", T0 + 5))
+    state = join.state()
+    assert state["closed"] == [["e1", T0 + WINDOW, True]]
+    resumed = RewardJoin.from_state(state, CONFIG, REWARDS, decode)
+
+    resumed.advance(T0 + 219)
+    assert resumed.state()["closed"] == [["e1", T0 + WINDOW, True]]
+    resumed.advance(T0 + 220)
+
+    assert resumed.state()["closed"] == []  # restored entries are pruned like live ones
+    assert feed(resumed, outcome("e1", T0 + 6)) == ([], [])  # no longer known: it waits
+    assert resumed.waiting == 1
+
+
+def test_restored_orphan_outcome_is_unmatched_exactly_when_the_watermark_passes_its_wait() -> None:
+    # An outcome with no impression waits unmatched_wait_s (= window, 100) of event time: until
+    # the watermark (event time - 10) reaches T0 + 100, i.e. event time T0 + 110.
+    join = RewardJoin(CONFIG, REWARDS)
+    ghost = outcome("ghost", T0)
+    feed(join, ghost)
+    state = join.state()
+    assert len(state["waiting"]) == 1
+    resumed = RewardJoin.from_state(state, CONFIG, REWARDS, decode)
+
+    resumed.advance(T0 + 109)
+    assert resumed.drain() == ([], []) and resumed.waiting == 1
+    resumed.advance(T0 + 110)
+
+    joined, rejected = resumed.drain()
+    assert joined == [] and reasons(rejected) == [Reason.UNMATCHED_OUTCOME]
+    assert (rejected[0].raw, rejected[0].source) == (ghost.raw, ghost.source)
+    assert resumed.waiting == 0

@@ -23,6 +23,7 @@ PURE_MODULES = (
     "bandit.mixture",
     "bandit.pruning",
     "bandit.snapshots",
+    "bandit.atomic_dir",
     "replay.estimators",
 )
 HEAVY = ("vowpalwabbit", "pylibvw", "kafka")

@@ -571,26 +571,19 @@ def test_restored_learner_has_the_same_evidence_and_carries_on_like_the_uninterr
 
 def test_checkpoint_keeps_evidence_and_statuses(learned: Learned, tmp_path: Path) -> None:
     state = learned.state
-    ckpt = Checkpoint(  # the fields the consumer's checkpoint() fills from learner.state()
+    ckpt = Checkpoint(  # as the consumer's checkpoint() saves learner.state()
         sequence=1,
         offsets={"nudge.impressions/0": STATE_SPLIT},
         join_state={},
         stats={},
-        models=state.models,
+        learner=state,
         vw_arguments=learned.config.learner.vw_arguments(),
-        outcome_model=state.outcome_model,
-        catalogue=state.catalogue,
-        reactions=state.reactions,
-        masks=state.masks,
-        policy_arguments=state.arguments,
-        arms=state.arms,
-        pruning=state.pruning,
     )
     CheckpointStore(tmp_path).save(ckpt)
     loaded = CheckpointStore(tmp_path).latest()
     assert loaded is not None
-    assert loaded.arms == state.arms and loaded.pruning == state.pruning
-    learner = restore(learned.config, loaded.learner_state())
+    assert loaded.learner.arms == state.arms and loaded.learner.pruning == state.pruning
+    learner = restore(learned.config, loaded.learner)
     try:
         assert_same_evidence_and_statuses(learner, learned)
     finally:
