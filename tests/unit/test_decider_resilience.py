@@ -28,12 +28,15 @@ def test_the_watcher_survives_a_snapshot_whose_rules_do_not_validate(tmp_path: P
     decider = Decider(tmp_path, seed=1)
     decider.watch(interval_s=0.02)
     # A snapshot from another version: its decision rules carry an unknown field. Written
-    # with a correct LATEST sha so only the rules are wrong.
-    name = _publish(tmp_path)
-    manifest = orjson.loads((tmp_path / name / MANIFEST).read_bytes())
+    # with a correct LATEST sha so only the rules are wrong; built aside and moved in whole,
+    # so the watcher never sees it before it is tampered with.
+    staging = tmp_path / "staging"
+    name = SnapshotStore(staging).publish(Config(), LearnerState(catalogue=CATALOGUE), {}, 0, 1)
+    manifest = orjson.loads((staging / name / MANIFEST).read_bytes())
     manifest["decisions"]["default"]["brand_new_field"] = 1
     data = orjson.dumps(manifest)
-    (tmp_path / name / MANIFEST).write_bytes(data)
+    (staging / name / MANIFEST).write_bytes(data)
+    (staging / name).rename(tmp_path / name)
     pointer = {"name": name, "manifest_sha256": hashlib.sha256(data).hexdigest()}
     (tmp_path / LATEST).write_bytes(orjson.dumps(pointer))
     time.sleep(0.2)
