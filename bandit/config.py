@@ -2,16 +2,22 @@
 
 Unknown keys are rejected everywhere; cross-field rules name the values they compare.
 Environment variables override the file: `NUDGE_KAFKA__BOOTSTRAP_SERVERS=host:9092` sets
-`kafka.bootstrap_servers` (sections joined by `__`, values parsed as YAML scalars).
+`kafka.bootstrap_servers` (sections joined by `__`). A value is text, byte for byte; only the
+field's declared type converts it (see `env_overrides`). Values under secret-looking keys
+(`is_secret_key`) are never echoed in an error.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Mapping
+import re
+import types
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -52,6 +58,10 @@ class KafkaConfig(_Section):
     )
     poll_timeout_ms: int = Field(500, ge=10)
     max_poll_records: int = Field(2000, ge=1)
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="give up reaching the brokers after this long (kafka-python's bootstrap)",
+    )  # fmt: skip
     client: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -60,11 +70,23 @@ class KafkaConfig(_Section):
         if len(set(topics)) != 3:
             raise ValueError(f"impressions, outcomes and dead-letter topics must differ: {topics}")
         owned = {"bootstrap_servers", "group_id", "enable_auto_commit", "key_deserializer",
-                 "value_deserializer", "auto_offset_reset"}  # fmt: skip
+                 "value_deserializer", "auto_offset_reset", "bootstrap_timeout_ms",
+                 "max_poll_records"}  # fmt: skip
         clash = sorted(owned & set(self.client))
         if clash:
-            raise ValueError(f"client must not set {clash}: they are set by nudgebandit")
+            fields = sorted({_CLIENT_KEY_FIELDS.get(k, "") for k in clash} - {""})
+            use = f" (use {', '.join(fields)})" if fields else ""
+            raise ValueError(f"client must not set {clash}: they are set by nudgebandit{use}")
         return self
+
+
+# kafka-python settings that have a field of their own in the kafka section.
+_CLIENT_KEY_FIELDS = {
+    "bootstrap_servers": "kafka.bootstrap_servers",
+    "group_id": "kafka.group_id",
+    "bootstrap_timeout_ms": "kafka.connect_timeout_s",
+    "max_poll_records": "kafka.max_poll_records",
+}
 
 
 class RewardConfig(_Section):
@@ -434,19 +456,162 @@ class Config(_Section):
         )
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested dict of `NUDGE_SECTION__FIELD=value` variables, values parsed as YAML scalars."""
-    tree: dict[str, Any] = {}
+_SECRET_KEY = re.compile(r"pass|secret|token|credential|private|jaas|(^|_)key($|_)", re.I)
+# Free-form mappings handed to a library as they are: their values are never echoed.
+_FREE_FORM = (("kafka", "client"),)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key names a secret (password, secret, token, key, credentials...)."""
+    return bool(_SECRET_KEY.search(name))
+
+
+def _secret_path(path: Sequence[str]) -> bool:
+    parts = tuple(str(p) for p in path)
+    return any(is_secret_key(p) for p in parts) or any(
+        parts[: len(f)] == f for f in _FREE_FORM
+    )
+
+
+def secret_values(data: Any, under_secret: bool = False) -> set[str]:
+    """Every non-empty text (or number) stored under a secret-looking key of `data`, at any depth:
+    what must never appear in output."""
+    found: set[str] = set()
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            found |= secret_values(value, under_secret or is_secret_key(str(key)))
+    elif isinstance(data, list | tuple):
+        for value in data:
+            found |= secret_values(value, under_secret)
+    elif under_secret and isinstance(data, str | int | float) and not isinstance(data, bool):
+        found.add(str(data))
+    found.discard("")
+    return found
+
+
+def config_secrets(path: Path | str | None, environ: Mapping[str, str]) -> set[str]:
+    """The secret values a config file and `NUDGE_*` variables hold, read without validating
+    (so that even an invalid config's secrets can be masked)."""
+    found: set[str] = set()
     for key, text in environ.items():
-        if not key.startswith(ENV_PREFIX) or "__" not in key:
+        if not key.startswith(ENV_PREFIX):
             continue
-        path = key[len(ENV_PREFIX) :].lower().split("__")
+        if any(is_secret_key(part) for part in key.split("__")):
+            found.add(text)
+        if text.lstrip().startswith(("{", "[")):  # a structured value may hold secrets
+            with suppress(yaml.YAMLError):
+                found |= secret_values(yaml.safe_load(text))
+    if path is not None:
+        with suppress(OSError, UnicodeDecodeError, yaml.YAMLError):  # the loader reports these
+            found |= secret_values(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    found.discard("")
+    return found
+
+
+def mask_secrets(text: str, secrets: set[str]) -> str:
+    """`text` with every secret value replaced by ***, longest first, also as it appears inside
+    a repr of text or bytes (escaped quotes, non-ASCII as escapes)."""
+    forms = {
+        form
+        for secret in secrets
+        for form in (secret, repr(secret)[1:-1], repr(secret.encode())[2:-1])
+        if form
+    }
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
+def _field_types(annotation: Any, path: Sequence[str]) -> list[Any]:
+    """The annotations the value at `path` below a value of type `annotation` may have
+    (several through unions; none when `path` names no field)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _field_types(get_args(annotation)[0], path)
+    if origin in (Union, types.UnionType):
+        return [t for member in get_args(annotation) for t in _field_types(member, path)]
+    if not path:
+        return [annotation]
+    head, rest = path[0], path[1:]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            if head in (name, field.alias):
+                return _field_types(field.annotation, rest)
+        return []
+    if origin is dict:
+        return _field_types(get_args(annotation)[1], rest)
+    return [Any] if annotation is Any else []
+
+
+def _is_structured(annotation: Any) -> bool:
+    origin = get_origin(annotation) or annotation
+    if origin in (list, tuple, dict, set, frozenset):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_text(annotation: Any) -> bool:
+    if annotation is Any or annotation is str or annotation is Path:
+        return True
+    if get_origin(annotation) is Literal:
+        return all(isinstance(a, str) for a in get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, str | Enum)
+
+
+def _env_value(key: str, path: Sequence[str], text: str) -> Any:
+    """The value of one `NUDGE_*` variable for the field at `path`, typed by the field:
+
+    - a structured field (list, mapping, section: `learner.interactions`, `kafka.client`)
+      parses the text as YAML (`[[learner, action]]`);
+    - an optional field (`join.unmatched_wait_s`) is unset by an empty text, and a non-text
+      optional field also by `null` or `~`;
+    - every other field, and every key inside a free-form mapping (`kafka.client.*`), gets
+      the text byte for byte: text fields keep it (`012345`, `yes`, `null` stay text) and
+      pydantic converts it for number and boolean fields (`600`, `true`).
+    """
+    kinds = _field_types(Config, path)
+    if any(_is_structured(t) for t in kinds):
+        try:
+            return yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None)
+            why = f" ({problem})" if problem and not _secret_path(path) else ""
+            dotted = ".".join(path)
+            raise ConfigError(
+                f"{key}: not valid YAML{at}{why}; {dotted} takes a YAML value such as "
+                "[a, b] or {key: value}"
+            ) from None
+    if type(None) in kinds and (
+        text == "" or (text.strip() in ("null", "~") and not any(_is_text(t) for t in kinds))
+    ):
+        return None
+    return text
+
+
+def _env_paths(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Config path -> the `NUDGE_SECTION__FIELD` variable that sets it."""
+    return {
+        tuple(key[len(ENV_PREFIX) :].lower().split("__")): key
+        for key in environ
+        if key.startswith(ENV_PREFIX) and "__" in key
+    }
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict of the `NUDGE_SECTION__FIELD=value` variables, each value typed by its field
+    (`_env_value`): text stays text unless the field's type needs parsing."""
+    tree: dict[str, Any] = {}
+    for path, key in sorted(_env_paths(environ).items()):
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: conflicts with another NUDGE_ variable")
-        node[path[-1]] = yaml.safe_load(text) if text.strip() else text
+        if isinstance(node.get(path[-1]), dict):
+            raise ConfigError(f"{key}: conflicts with another NUDGE_ variable")
+        node[path[-1]] = _env_value(key, path, environ[key])
     return tree
 
 
@@ -460,27 +625,44 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
+def _format_errors(
+    source: str, exc: ValidationError, env: Mapping[tuple[str, ...], str] | None = None
+) -> str:
+    """One line per error: the dotted field, pydantic's message, the value if it is a scalar
+    that is not secret, and the `NUDGE_*` variables that set it."""
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        loc = tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        where = ".".join(loc)
         value = err.get("input")
-        # Only scalars are echoed: a whole section could hold credentials (kafka.client).
+        variables = sorted(
+            key for path, key in (env or {}).items()
+            if path[: len(loc)] == loc or loc[: len(path)] == path
+        )  # fmt: skip
+        # Only scalars are echoed (a section could hold credentials), never a secret's value.
+        secret = _secret_path(loc) or any(_secret_path(p) for p, k in (env or {}).items()
+                                          if k in variables)  # fmt: skip
         got = (
             f" (got {value!r})"
-            if err["type"] != "missing" and not isinstance(value, dict | list)
+            if err["type"] != "missing" and not isinstance(value, dict | list) and not secret
             else ""
         )
-        lines.append(f"  {where or '<root>'}: {err['msg']}{got}")
+        origin = f" [from {', '.join(variables)}]" if variables else ""
+        lines.append(f"  {where or '<root>'}: {err['msg']}{got}{origin}")
     return "\n".join(lines)
 
 
-def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
-    """Validate a config mapping; raise `ConfigError` naming every bad field."""
+def parse_config(
+    data: Mapping[str, Any],
+    source: str = "config",
+    env: Mapping[tuple[str, ...], str] | None = None,
+) -> Config:
+    """Validate a config mapping; raise `ConfigError` naming every bad field (and the `NUDGE_*`
+    variable behind it: `env` maps config paths to variable names)."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(source, exc)) from None
+        raise ConfigError(_format_errors(source, exc, env)) from None
 
 
 def load_config(path: Path | str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -494,12 +676,22 @@ def load_config(path: Path | str | None, environ: Mapping[str, str] | None = Non
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file (pass --config PATH)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"{path}: cannot read the config file ({why}); pass --config PATH"
+            ) from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            # No snippet of the file: the offending line may hold a password.
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "unparsable"
+            raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         data = loaded or {}
-    overrides = env_overrides(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    overrides = env_overrides(environ)
     if overrides:
         source += " + NUDGE_* environment"
-    return parse_config(_merge(data, overrides), source)
+    return parse_config(_merge(data, overrides), source, _env_paths(environ))

@@ -13,6 +13,16 @@ class ConfigError(NudgeError):
     """The configuration file or an environment override is invalid; the message names the field."""
 
 
+class BrokerAuthError(ConfigError):
+    """Kafka refused the configured credentials (SASL); retrying cannot help, `kafka.client` must
+    change."""
+
+
+class UsageError(NudgeError):
+    """A command-line argument or an input file it names is missing, unreadable or unknown; the
+    message names the flag or file."""
+
+
 class InvalidEvent(NudgeError):
     """An event broke the contract; `reason` is a stable code from `bandit.events.Reason`."""
 
@@ -40,7 +50,7 @@ class InvalidFeedback(NudgeError, ValueError):
 
 
 class BrokerError(NudgeError):
-    """Kafka could not be reached or refused a request."""
+    """Kafka could not be reached or refused a request (a refused login is `BrokerAuthError`)."""
 
     retriable = True
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from bandit.config import Config, PruningConfig, load_config
-from bandit.errors import BrokerError, NudgeError
+from bandit.config import Config, PruningConfig, config_secrets, load_config, mask_secrets
+from bandit.errors import BrokerError, NudgeError, UsageError
 from bandit.events import timestamp_text
 
 if TYPE_CHECKING:
@@ -121,9 +122,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
     if ckpt is None:
         raise NudgeError(f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first")
-    learner = OnlineLearner(cfg.learner, state=ckpt.learner_state())
+    learner = OnlineLearner(cfg.learner, state=ckpt.learner)
     world = World(args.seed, cfg.simulator.learners, cfg.simulator.courses)
-    scores = score_learner(world, learner, cfg, args.decisions, args.seed + 1000).as_dict()
+    learner_scores = score_learner(world, learner, cfg, args.decisions, args.seed + 1000)
+    scores = learner_scores.as_dict()
     learner.close()
     scores["checkpoint"] = ckpt.sequence
     scores["learned"] = ckpt.stats.get("learned")
@@ -161,7 +163,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"  'none' is truly best in {scores['none_best_share']:.0%} of decisions; "
         f"the policy holds back there {scores['none_chosen_where_best']:.0%} of the time"
     )
-    print("  greedy choices: " + ", ".join(f"{a}={n}" for a, n in scores["greedy_actions"].items()))
+    greedy = learner_scores.greedy_actions
+    print("  greedy choices: " + ", ".join(f"{a}={n}" for a, n in greedy.most_common()))
     return 0
 
 
@@ -175,7 +178,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise NudgeError(f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first")
     out = args.out or cfg.snapshots.directory
     store = SnapshotStore(out, cfg.snapshots.keep)
-    name = store.publish(cfg, ckpt.learner_state(), ckpt.offsets, int(ckpt.stats["learned"]))
+    name = store.publish(cfg, ckpt.learner, ckpt.offsets, int(ckpt.stats["learned"]))
     print(f"{out}/{name}  (checkpoint {ckpt.sequence}, {ckpt.stats['learned']} learned events)")
     return 0
 
@@ -250,7 +253,8 @@ def cmd_arms(args: argparse.Namespace) -> int:
                 f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first "
                 "(or pass --snapshots DIR)"
             )
-        arms, pruning, source = ckpt.arms, ckpt.pruning, f"checkpoint {ckpt.sequence}"
+        arms, pruning = ckpt.learner.arms, ckpt.learner.pruning
+        source = f"checkpoint {ckpt.sequence}"
     rows = _arms_rows(arms, pruning, rule, none_action)
     if args.trigger:
         rows = [r for r in rows if fnmatch.fnmatchcase(str(r["trigger"]), args.trigger)]
@@ -305,7 +309,25 @@ def cmd_decide(args: argparse.Namespace) -> int:
         raise NudgeError(f"--context must be a JSON object of namespaces: {exc}") from None
     if not isinstance(context, dict):
         raise NudgeError('--context must be a JSON object, e.g. \'{"learner": {"novice": 1}}\'')
-    with Decider(directory, seed=args.seed) as decider:
+    if args.repeat < 1 or (args.reactions is not None and args.reactions < 0):
+        raise UsageError("--repeat must be at least 1 and --reactions at least 0")
+    decide_log = logging.getLogger("nudge.decide")
+    level = decide_log.level
+    if not args.verbose:  # a refused snapshot is the error raised: one line, not two
+        decide_log.setLevel(logging.CRITICAL)
+    try:
+        decider = Decider(directory, seed=args.seed)
+    finally:
+        decide_log.setLevel(level)
+    with decider:
+        known = decider.policy.actions
+        unknown = [a for a in args.candidates or [] if a not in known]
+        if unknown:
+            raise UsageError(
+                f"--candidates: unknown action {unknown[0]!r}: snapshot {decider.version} knows "
+                f"{', '.join(sorted(known))} (a new message needs its features: use the decision "
+                "library's action_features)"
+            )
         decisions = [
             decider.decide(
                 args.trigger, args.learner, context, args.candidates, reactions=args.reactions
@@ -384,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"nudge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
@@ -554,7 +577,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nudgebandit")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks secret config values in log records (kafka-python logs its whole configuration,
+    password included, at debug level)."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            masked = mask_secrets(message, self.secrets)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+def _fail(message: str, secrets: set[str], code: int) -> int:
+    """Print one line on stderr: the message with its lines joined and secrets masked."""
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"nudge: {mask_secrets(line, secrets)}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The error boundary: bad input of any kind exits 2 and an unreachable broker 3, each with
+    one line on stderr; argparse's own errors keep argparse's usage message (also exit 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -564,18 +622,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("kafka").setLevel(logging.ERROR)
+    secrets = config_secrets(getattr(args, "config", None), os.environ)
+    redact = _RedactSecrets(secrets)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(redact)
     try:
         return int(args.func(args))
     except BrokerError as exc:
-        print(
-            f"nudge: {exc}\n  is the broker up? `scripts/kafka start` runs one locally;"
-            " set kafka.bootstrap_servers (or NUDGE_KAFKA__BOOTSTRAP_SERVERS) for another.",
-            file=sys.stderr,
-        )
-        return 3
+        return _fail(
+            f"{exc}; is the broker up? `scripts/kafka start` runs one locally; set "
+            "kafka.bootstrap_servers (or NUDGE_KAFKA__BOOTSTRAP_SERVERS) for another",
+            secrets, 3,
+        )  # fmt: skip
     except NudgeError as exc:
-        print(f"nudge: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), secrets, 2)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug or the system's
+            raise
+        return _fail(f"{exc.filename}: {exc.strerror}", secrets, 2)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redact)
 
 
 if __name__ == "__main__":

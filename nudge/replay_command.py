@@ -8,14 +8,15 @@ prints the table, JSON, or writes an HTML report.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import orjson
 
 from bandit.config import Config, load_config
-from bandit.errors import NudgeError
+from bandit.errors import NudgeError, UsageError
 from replay.candidates import (
     AlwaysSend,
     BestUniform,
@@ -129,6 +130,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from replay.report import console_table, write_html, write_json
 
     config = load_config(args.config)
+    estimators = _check_arguments(args)
     progress = ProgressPrinter(quiet=args.quiet)
     data = _load(args, config, progress)
     if args.write_dsjson:
@@ -136,10 +138,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         write_dsjson(data, args.write_dsjson)
     candidates, gains = _candidates(args, config, data, progress)
-    gains += [Gain(*triple) for triple in args.gain]
+    names = [c.name for c in candidates]
+    for name, first, second in args.gain:
+        for missing in dict.fromkeys(n for n in (first, second) if n not in names):
+            raise UsageError(
+                f"--gain {name} {first} {second}: {missing!r} is not a candidate policy; "
+                f"the candidates are {', '.join(names)}"
+            )
+        gains.append(Gain(name, first, second))
     result = evaluate(
         data, candidates,
-        estimators=tuple(e.strip() for e in args.estimators.split(",") if e.strip()),
+        estimators=estimators,
         clip=args.clip, confidence=args.confidence,
         interval="bootstrap" if args.bootstrap else "normal", n_boot=args.bootstrap or 200,
         seed=args.seed, by_trigger=not args.no_triggers, gains=gains,
@@ -159,8 +168,48 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
+    """Refuse bad flags before any data is read; returns the estimator names."""
+    estimators = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
+    unknown = [e for e in estimators if e not in ESTIMATORS]
+    if unknown or not estimators:
+        raise UsageError(
+            f"--estimators: unknown estimator {unknown[0] if unknown else args.estimators!r}; "
+            f"choose from {','.join(ESTIMATORS)}"
+        )
+    if args.clip is not None and not (math.isfinite(args.clip) and args.clip > 0):
+        raise UsageError(f"--clip must be a finite number > 0, got {args.clip}")
+    if not 0 < args.confidence < 1:
+        raise UsageError(f"--confidence must be between 0 and 1, got {args.confidence}")
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise UsageError(f"--bootstrap needs at least 1 resample, got {args.bootstrap}")
+    if args.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {args.folds}")
+    if not args.kafka and (args.start is not None or args.end is not None):
+        raise UsageError("--from/--to only apply to --kafka")
+    args.start, args.end = _position(args.start, "--from"), _position(args.end, "--to")
+    for flag in ("events", "dsjson", "table"):
+        path = getattr(args, flag)
+        if path is not None:
+            _readable(f"--{flag}", path)
+    return estimators
+
+
+def _readable(flag: str, path: Path) -> None:
+    """A `UsageError` naming `flag` unless `path` is a readable file."""
+    if not path.exists():
+        raise UsageError(f"{flag} {path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory, not a file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+
+
 def _load(args: argparse.Namespace, config: Config, progress: ProgressPrinter) -> LoggedData:
-    on_error = "skip" if args.skip_invalid else "raise"
+    on_error: OnError = "skip" if args.skip_invalid else "raise"
     none_action = config.rewards.none_action
     if args.events:
         from replay.sources import load_events
@@ -168,9 +217,8 @@ def _load(args: argparse.Namespace, config: Config, progress: ProgressPrinter) -
         return load_events(args.events, config, on_error=on_error, progress=progress)
     if args.kafka:
         return load_kafka(
-            config, start=_position(args.start), end=_position(args.end),
-            on_error=on_error, progress=progress,
-        )  # fmt: skip
+            config, start=args.start, end=args.end, on_error=on_error, progress=progress
+        )
     if args.dsjson:
         from replay.dsjson import load_dsjson
 
@@ -208,7 +256,7 @@ def load_kafka(
     return load_records(records, config, where=where, on_error=on_error, progress=progress)
 
 
-def _position(text: str | None) -> int | float | None:
+def _position(text: str | None, flag: str = "--from/--to") -> int | float | None:
     """An offset (integer below 10^9), epoch seconds (a larger number, or one with a dot) or
     an RFC 3339 time."""
     if text is None:
@@ -224,8 +272,8 @@ def _position(text: str | None) -> int | float | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--from/--to {text!r} is neither an offset, epoch seconds nor an RFC 3339 time"
+        raise UsageError(
+            f"{flag} {text!r} is neither an offset, epoch seconds nor an RFC 3339 time"
         ) from None
 
 
@@ -243,7 +291,12 @@ def _candidates(
     built: dict[str, Candidate] = {}
     for spec in specs:
         name, _, body = spec.partition("=") if "=" in spec.split(":")[0] else ("", "", spec)
-        candidate = _build(body, name or None, config, data, args, built, progress)
+        try:
+            candidate = _build(body, name or None, config, data, args, built, progress)
+        except UsageError:
+            raise
+        except (NudgeError, ValueError) as exc:  # the spec is named: it is what to fix
+            raise UsageError(f"--policy {spec}: {exc}") from None
         built[candidate.name] = candidate
     return list(built.values()), gains
 
@@ -290,19 +343,24 @@ def _build(
             include_none=kind != "best-message", name=name or kind,
         )  # fmt: skip
     if kind == "crossfit":
-        return CrossFitVW(config, folds=args.folds, mode=rest or "greedy", progress=progress, **named)
+        # Modes are checked by the candidates themselves (a ValueError naming the choices).
+        mode = cast(_VWMode, rest or "greedy")
+        return CrossFitVW(config, folds=args.folds, mode=mode, progress=progress, **named)
     if kind == "progressive":
-        return ProgressiveVW(config, mode=rest or "pmf", progress=progress, **named)
+        return ProgressiveVW(config, mode=cast(_VWMode, rest or "pmf"), progress=progress, **named)
     if kind == "snapshot":
-        directory, _, mode = rest.rpartition(":") if rest.endswith(_MODES) else (rest, "", "pmf")
-        return SnapshotPolicy(directory, mode=mode or "pmf", **named)
+        directory, _, given = rest.rpartition(":") if rest.endswith(_MODES) else (rest, "", "pmf")
+        return SnapshotPolicy(directory, mode=cast(_SnapshotMode, given or "pmf"), **named)
     if kind == "external":
+        _readable("--policy external:", Path(rest))
         return load_external(rest, data, name)
     if kind == "always-send":
         base = built.get(rest) or _build(rest, None, config, data, args, built, progress)
         return AlwaysSend(base, **named)
-    raise NudgeError(f"unknown policy spec {spec!r}; see `nudge replay --help` for the list")
+    raise UsageError(f"--policy: unknown policy spec {spec!r}; see `nudge replay --help` for the list")
 
 
 _MODES = (":pmf", ":greedy", ":deployed")
+_VWMode = Literal["pmf", "greedy"]
+_SnapshotMode = Literal["pmf", "greedy", "deployed"]
 

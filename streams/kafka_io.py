@@ -2,40 +2,218 @@
 
 Partitions are assigned manually (no group rebalancing): the checkpoint, not the broker, says
 where to resume, and offsets are committed to the group only after the checkpoint that covers
-them, so the group's lag is always true. kafka-python errors become `BrokerError`.
+them, so the group's lag is always true.
+
+kafka-python's errors are translated here: settings it refuses (`kafka.client`) become
+`ConfigError`, a refused login `BrokerAuthError`, everything else `BrokerError`. Every client
+starts through `_open`: it gives up after `kafka.connect_timeout_s`, and kafka-python's own log
+lines of the start are kept back (unless debug logging is on), since the one error raised
+says what they would.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaConfigurationError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
+from kafka.net.sasl import SASL_MECHANISMS
 from kafka.structs import OffsetAndMetadata
 
-from bandit.config import KafkaConfig
+from bandit.config import KafkaConfig, is_secret_key, mask_secrets, secret_values
 from bandit.envelopes import Source, partition_key
-from bandit.errors import BrokerError
+from bandit.errors import BrokerAuthError, BrokerError, ConfigError
 
 log = logging.getLogger(__name__)
 
+_Client = TypeVar("_Client", KafkaAdminClient, KafkaConsumer, KafkaProducer)
+_CLIENTS: tuple[type[Any], ...] = (KafkaAdminClient, KafkaConsumer, KafkaProducer)
+# Integer settings whose kafka-python default is None (the operating system's buffer size).
+_INT_KEYS = frozenset({"receive_buffer_bytes", "send_buffer_bytes"})
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+_PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SEE = "see the README, 'Running against an existing Kafka cluster'"
+
 
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _translated(what: str, cfg: KafkaConfig | None = None) -> Iterator[None]:
     try:
         yield
+    except KafkaConfigurationError as exc:
+        raise ConfigError(_masked(f"kafka.client: kafka-python refused the settings: {exc}", cfg)) from exc
     except KafkaError as exc:
-        raise BrokerError(f"Kafka {what} failed: {exc!r}") from exc
+        raise BrokerError(_masked(f"Kafka {what} failed: {exc!r}", cfg)) from exc
+
+
+def _masked(text: str, cfg: KafkaConfig | None) -> str:
+    return mask_secrets(text, secret_values(cfg.client)) if cfg is not None else text
+
+
+def client_options(cfg: KafkaConfig, client: type[Any]) -> dict[str, Any]:
+    """`kafka.client` for one kafka-python client class: the keys that class takes, text values
+    typed like kafka-python's own default for the key.
+
+    `kafka.client` is handed to every client that takes a key (admin, consumer, producer); a key
+    none of them takes is a `ConfigError`. Text (environment overrides are text) becomes an int,
+    float or bool where kafka-python's default for that key is one (`"30000"` for
+    `request_timeout_ms`, `"false"` for `ssl_check_hostname`); other text stays text (`acks:
+    all`, passwords).
+    """
+    known = set().union(*(c.DEFAULT_CONFIG for c in _CLIENTS))
+    unknown = sorted(set(cfg.client) - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=2)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(
+            f"kafka.client: unknown key {unknown[0]!r} (kafka-python does not take it{hint}); "
+            f"{_SEE}"
+        )
+    defaults = client.DEFAULT_CONFIG
+    return {k: _typed(k, v, defaults[k]) for k, v in cfg.client.items() if k in defaults}
+
+
+def _typed(key: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    shown = "***" if is_secret_key(key) else repr(value)
+    text = value.strip()
+    if isinstance(default, bool):
+        if text.lower() in _BOOLEANS:
+            return _BOOLEANS[text.lower()]
+        raise ConfigError(f"kafka.client.{key}: kafka-python takes true or false, got {shown}")
+    if isinstance(default, int | float) or key in _INT_KEYS:
+        with suppress(ValueError):
+            return int(text)
+        if isinstance(default, float):
+            with suppress(ValueError):
+                return float(text)
+        if key != "acks":  # acks also takes "all"
+            raise ConfigError(f"kafka.client.{key}: kafka-python takes a number, got {shown}")
+    return value
+
+
+def _check_sasl(options: Mapping[str, Any]) -> None:
+    """What kafka-python would only find out on the wire, failing the bootstrap by timeout."""
+    protocol = str(options.get("security_protocol", "PLAINTEXT"))
+    mechanism = options.get("sasl_mechanism")
+    if protocol.startswith("SASL") and mechanism not in SASL_MECHANISMS:
+        raise ConfigError(
+            f"kafka.client.sasl_mechanism: security_protocol {protocol} needs one of "
+            f"{sorted(SASL_MECHANISMS)}, got {mechanism!r}; {_SEE}"
+        )
+    if protocol.startswith("SASL") and mechanism in _PASSWORD_MECHANISMS:
+        missing = [k for k in ("sasl_plain_username", "sasl_plain_password") if options.get(k) is None]
+        if missing:
+            raise ConfigError(f"kafka.client: SASL {mechanism} needs {' and '.join(missing)}; {_SEE}")
+
+
+class _StartLog(logging.Handler):
+    """Keeps the exceptions kafka-python logs while a client starts: a failed bootstrap raises a
+    bare timeout, and they say why (refused connection, refused login)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.exceptions: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.exceptions += [a for a in args if isinstance(a, BaseException)]
+        if record.exc_info and record.exc_info[1] is not None:
+            self.exceptions.append(record.exc_info[1])
+
+
+@contextmanager
+def _start_log() -> Iterator[_StartLog]:
+    """Collect kafka-python's log records during a client start; hide them unless the `kafka`
+    logger is on at debug level."""
+    kafka_log = logging.getLogger("kafka")
+    quiet = not kafka_log.isEnabledFor(logging.DEBUG)
+    saved = kafka_log.level, kafka_log.propagate
+    seen = _StartLog()
+    kafka_log.addHandler(seen)
+    if quiet:
+        kafka_log.setLevel(logging.WARNING)
+        kafka_log.propagate = False
+    try:
+        yield seen
+    finally:
+        kafka_log.removeHandler(seen)
+        if quiet:
+            kafka_log.setLevel(saved[0])
+            kafka_log.propagate = saved[1]
+
+
+def _open(client: type[_Client], cfg: KafkaConfig, what: str, **ours: Any) -> _Client:
+    """Start a kafka-python client on `cfg` (`kafka.client` overrides `ours`, nudgebandit's
+    defaults for this client); translate whatever stops it."""
+    options = {**ours, **client_options(cfg, client)}
+    _check_sasl(options)
+    timeout_ms = round(cfg.connect_timeout_s * 1000)
+    with _start_log() as seen:
+        try:
+            return client(
+                bootstrap_servers=cfg.bootstrap_servers, bootstrap_timeout_ms=timeout_ms, **options
+            )
+        except (KafkaConfigurationError, TypeError, ValueError) as exc:
+            message = f"kafka.client: kafka-python refused the settings: {exc}; {_SEE}"
+            raise ConfigError(_masked(message, cfg)) from exc
+        except KafkaError as exc:
+            raise _start_error(cfg, options, what, exc, seen.exceptions) from exc
+
+
+def _start_error(
+    cfg: KafkaConfig,
+    options: Mapping[str, Any],
+    what: str,
+    exc: KafkaError,
+    seen: list[BaseException],
+) -> ConfigError | BrokerError:
+    """The error of a failed client start, from its exception and those kafka-python logged."""
+    servers = cfg.bootstrap_servers
+    mechanism = options.get("sasl_mechanism")
+    if any(isinstance(e, UnsupportedSaslMechanismError) for e in seen):
+        return BrokerAuthError(
+            f"{servers} does not offer SASL {mechanism}: check kafka.client.sasl_mechanism "
+            f"(and security_protocol); {_SEE}"
+        )
+    if any(isinstance(e, SaslAuthenticationFailedError) for e in seen):
+        user = options.get("sasl_plain_username")
+        return BrokerAuthError(
+            f"authentication to {servers} failed for user {user!r} (SASL {mechanism}): check "
+            "kafka.client.sasl_plain_username / sasl_plain_password"
+        )
+    if isinstance(exc, KafkaTimeoutError):
+        causes = [str(e) for e in seen if isinstance(e, KafkaConnectionError)]
+        cause = f" (last: {causes[-1]})" if causes else ""
+        return BrokerError(
+            _masked(
+                f"cannot reach Kafka at {servers} within {cfg.connect_timeout_s:g} s "
+                f"(kafka.connect_timeout_s){cause}",
+                cfg,
+            )
+        )
+    return BrokerError(_masked(f"Kafka {what} failed: {exc!r}", cfg))
 
 
 def ensure_topics(cfg: KafkaConfig, topics: Iterable[str], partitions: int) -> None:
     """Create the topics that do not exist yet (single replica, for local and test brokers)."""
-    with _translated("admin"):
-        admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers, **cfg.client)
+    admin = _open(KafkaAdminClient, cfg, "admin")
+    with _translated("admin", cfg):
         try:
             existing = set(admin.list_topics())
             new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
@@ -51,8 +229,8 @@ SNAPSHOT_MESSAGE_BYTES = 64 * 1024 * 1024
 
 def ensure_snapshot_topic(cfg: KafkaConfig, topic: str) -> None:
     """Create the compacted snapshot topic (latest snapshot per policy name) if missing."""
-    with _translated("admin"):
-        admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers, **cfg.client)
+    admin = _open(KafkaAdminClient, cfg, "admin")
+    with _translated("admin", cfg):
         try:
             if topic not in set(admin.list_topics()):
                 configs = {
@@ -71,15 +249,13 @@ class MessageSource:
     def __init__(self, cfg: KafkaConfig, topics: list[str]) -> None:
         self.cfg = cfg
         self.topics = topics
-        with _translated("consumer start"):
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=cfg.bootstrap_servers,
-                group_id=cfg.group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=cfg.max_poll_records,
-                **cfg.client,
-            )
+        self._consumer = _open(
+            KafkaConsumer, cfg, "consumer start",
+            group_id=cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=cfg.max_poll_records,
+        )  # fmt: skip
         self._partitions: list[TopicPartition] = []
 
     def assign(self, start_offsets: Mapping[str, int], wait_s: float = 30.0) -> None:
@@ -151,14 +327,10 @@ class Producer:
     """Produces with acks=all (dead letters, simulated traffic); `flush()` before a checkpoint."""
 
     def __init__(self, cfg: KafkaConfig, max_request_size: int = 1_048_576) -> None:
-        with _translated("producer start"):
-            self._producer = KafkaProducer(
-                bootstrap_servers=cfg.bootstrap_servers,
-                acks="all",
-                linger_ms=20,
-                max_request_size=max_request_size,
-                **cfg.client,
-            )
+        self._producer = _open(
+            KafkaProducer, cfg, "producer start",
+            acks="all", linger_ms=20, max_request_size=max_request_size,
+        )  # fmt: skip
 
     def send(
         self,
@@ -184,14 +356,11 @@ def read_topic(
     cfg: KafkaConfig, topic: str, idle_ms: int = 3000
 ) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
     """Every record of `topic` from the beginning as (key, value, headers); for tests and tools."""
-    with _translated("read"):
-        consumer = KafkaConsumer(
-            bootstrap_servers=cfg.bootstrap_servers,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=idle_ms,
-            **cfg.client,
-        )
+    consumer = _open(
+        KafkaConsumer, cfg, "read",
+        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=idle_ms,
+    )  # fmt: skip
+    with _translated("read", cfg):
         try:
             ids = consumer.partitions_for_topic(topic) or set()
             consumer.assign([TopicPartition(topic, p) for p in ids])
@@ -203,10 +372,8 @@ def read_topic(
 
 def end_offsets(cfg: KafkaConfig, topics: Iterable[str]) -> dict[str, int]:
     """The next offset to be written in every partition of `topics` ("topic/partition" keys)."""
-    with _translated("end offsets"):
-        consumer = KafkaConsumer(
-            bootstrap_servers=cfg.bootstrap_servers, enable_auto_commit=False, **cfg.client
-        )
+    consumer = _open(KafkaConsumer, cfg, "end offsets", enable_auto_commit=False)
+    with _translated("end offsets", cfg):
         try:
             partitions = [
                 TopicPartition(topic, p)
@@ -223,15 +390,14 @@ class TopicFollower:
     """Reads every partition of one topic from the beginning, then follows it (no group)."""
 
     def __init__(self, cfg: KafkaConfig, topic: str, max_message_bytes: int) -> None:
-        with _translated("follower start"):
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=cfg.bootstrap_servers,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_partition_fetch_bytes=max_message_bytes,
-                fetch_max_bytes=max_message_bytes,
-                **cfg.client,
-            )
+        self._consumer = _open(
+            KafkaConsumer, cfg, "follower start",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max_message_bytes,
+            fetch_max_bytes=max_message_bytes,
+        )  # fmt: skip
+        with _translated("follower start", cfg):
             ids = self._consumer.partitions_for_topic(topic) or set()
             self._consumer.assign([TopicPartition(topic, p) for p in sorted(ids)])
             self._consumer.seek_to_beginning()
@@ -262,10 +428,8 @@ def read_range(
     for name, bound in (("start", start), ("end", end)):
         if isinstance(bound, bool) or not isinstance(bound, int | float | None):
             raise TypeError(f"{name} must be None, an int offset or float epoch seconds: {bound!r}")
-    with _translated("range read"):
-        consumer = KafkaConsumer(
-            bootstrap_servers=cfg.bootstrap_servers, enable_auto_commit=False, **cfg.client
-        )
+    consumer = _open(KafkaConsumer, cfg, "range read", enable_auto_commit=False)
+    with _translated("range read", cfg):
         try:
             partitions = []
             for topic in topics:
