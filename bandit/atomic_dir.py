@@ -14,18 +14,56 @@ harmless:
 4. all but `keep` versions (the new one and the newest others) and temporary directories
    left by a crashed writer are removed; only after the pointer moved, so never the current.
 
-One writer per store directory: pruning removes every temporary directory it finds.
+One writer per store directory: pruning removes every temporary directory it finds (the
+consumer holds `bandit.dir_lock.DirectoryLock` on its checkpoint directory to make sure).
 Every file-system step goes through a `FileOps`, which tests wrap to crash at any one step.
+A step the disk refuses (full, read-only, no permission) ends the publish with a one-line
+`StorageError` after the temporary directory is removed; the pointer still names the previous
+version, which stays whole.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from bandit.errors import StorageError
+
 _TMP = ".tmp-"
+_PROBE = ".nudge-write-probe"
+
+
+def os_error_text(exc: OSError) -> str:
+    """What the system said, with the errno's name: `No space left on device (ENOSPC)`."""
+    code = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({code})" if code else reason
+
+
+def probe_writable(directory: Path, setting: str) -> None:
+    """Create `directory` if needed, then create, fsync and delete a file in it, so that a
+    directory the process cannot write fails at start, not at the first save.
+
+    `setting`: the config field that names the directory, for the message.
+    """
+    probe = Path(directory) / _PROBE
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        probe.unlink(missing_ok=True)  # two starts may probe at once
+    except OSError as exc:
+        raise StorageError(
+            f"{setting} {directory}: cannot write there: {os_error_text(exc)}; give it a "
+            "writable directory with free space"
+        ) from exc
 
 
 class FileOps:
@@ -102,9 +140,27 @@ class AtomicDirectories:
             parts = PurePosixPath(rel).parts
             if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
                 raise ValueError(f"file {rel!r} must be a relative path inside the version")
+        tmp = self.directory / f"{_TMP}{name}-{os.getpid()}"
+        try:
+            return self._publish(name, files, pointer, tmp)
+        except OSError as exc:
+            self.ops.remove_tree(tmp)  # a full disk needs the space back
+            try:
+                moved = self.read_pointer() == pointer
+            except OSError:
+                moved = False
+            after = (
+                f"{self.pointer} already names it"
+                if moved
+                else f"{self.pointer} is unchanged: the previous version stays current and whole"
+            )
+            raise StorageError(
+                f"{self.directory}: could not write {name}: {os_error_text(exc)}; {after}"
+            ) from exc
+
+    def _publish(self, name: str, files: Mapping[str, bytes], pointer: bytes, tmp: Path) -> Path:
         ops = self.ops
         ops.make_dir(self.directory)
-        tmp = self.directory / f"{_TMP}{name}-{os.getpid()}"
         ops.remove_tree(tmp)  # left by an earlier attempt of this same process
         ops.make_dir(tmp)
         holders = {tmp}

@@ -45,6 +45,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_MAX_REQUEST_BYTES = 1_048_576  # kafka-python's producer default, and the consumer's
+RECORD_OVERHEAD_BYTES = 4096  # a dead letter's key, headers and batch framing, generously
+
+
 class KafkaConfig(_Section):
     """Where the events live; `client` passes through to kafka-python (SASL/SSL etc.)."""
 
@@ -63,6 +67,27 @@ class KafkaConfig(_Section):
         description="give up reaching the brokers after this long (kafka-python's bootstrap)",
     )  # fmt: skip
     client: dict[str, Any] = Field(default_factory=dict)
+    dead_letter_max_bytes: int = Field(
+        262_144, ge=4096,
+        description="a dead letter's JSON body is at most this long (the original is truncated)",
+    )  # fmt: skip
+    dead_letter_attempts: int = Field(5, ge=1, le=100, description="tries of a dead letter")
+    dead_letter_backoff_ms: int = Field(
+        500, ge=0, le=60_000, description="wait before the 2nd try, doubling after each (≤ 30 s)"
+    )
+
+    @model_validator(mode="after")
+    def _dead_letters_fit(self) -> KafkaConfig:
+        limit = self.client.get("max_request_size", DEFAULT_MAX_REQUEST_BYTES)
+        with suppress(TypeError, ValueError):
+            limit = int(limit)
+        if isinstance(limit, int) and self.dead_letter_max_bytes > limit - RECORD_OVERHEAD_BYTES:
+            raise ValueError(
+                f"dead_letter_max_bytes {self.dead_letter_max_bytes} leaves no room for the "
+                f"record's key and headers under the producer's max_request_size {limit}: at "
+                f"most {limit - RECORD_OVERHEAD_BYTES}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> KafkaConfig:
@@ -129,6 +154,39 @@ class JoinConfig(_Section):
         5.0, ge=0, description="wall seconds without records before a caught-up partition "
         "stops holding the watermark back",
     )  # fmt: skip
+    # Event-time plausibility (bandit.watermarks.EventTimeGuard) and learned-id memory.
+    max_future_skew_s: float = Field(
+        900.0, gt=0, description="an event this far ahead of the newest plausible event time "
+        "is held until jump_confirm_records records of its partition agree",
+    )  # fmt: skip
+    jump_confirm_records: int = Field(
+        3, ge=1, le=100, description="records of one partition that confirm a jump ahead "
+        "(the held record and the later ones at or after it)",
+    )  # fmt: skip
+    max_event_age_s: float = Field(
+        86_400.0, gt=0, description="an event this far behind the newest plausible event time "
+        "is dead-lettered; learned impression ids are remembered this long",
+    )  # fmt: skip
+    max_ahead_of_wall_clock_s: float | None = Field(
+        None, gt=0, description="off by default (replays and simulations run ahead of the "
+        "wall clock); when set, an event this far ahead of the consumer's wall clock is "
+        "dead-lettered",
+    )  # fmt: skip
+    max_learned_ids: int = Field(2_000_000, ge=1_000)
+    max_pending_impressions: int = Field(50_000, ge=1)
+    max_pending_bytes: int = Field(64 * 1024 * 1024, ge=65_536)
+    max_waiting_outcomes: int = Field(20_000, ge=1)
+    max_waiting_bytes: int = Field(8 * 1024 * 1024, ge=65_536)
+
+    @model_validator(mode="after")
+    def _age_covers_the_join(self) -> JoinConfig:
+        used = self.window_s + self.allowed_lateness_s + (self.unmatched_wait_s or self.window_s)
+        if self.max_event_age_s < used:
+            raise ValueError(
+                f"max_event_age_s ({self.max_event_age_s}) must cover what the join still uses: "
+                f"window_s + allowed_lateness_s + unmatched_wait_s = {used}"
+            )
+        return self
 
 
 class LowRankConfig(_Section):
@@ -376,6 +434,12 @@ class SnapshotsConfig(_Section):
     )
     keep: int = Field(5, ge=1)
     kafka_topic: str | None = Field(None, description="also publish to this compacted topic")
+    signing_key_file: Path | None = Field(
+        None, description="HMAC-SHA256 key to sign and verify snapshots (or NUDGE_SNAPSHOT_KEY)"
+    )
+    max_clock_skew_s: float = Field(
+        300.0, gt=0, description="followers refuse snapshots created further ahead of their clock"
+    )
 
 
 class CheckpointConfig(_Section):

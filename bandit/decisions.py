@@ -6,7 +6,8 @@ the full pmf, the policy version, why it was chosen, and the impression event to
 `Decider.decision_pmf(...)` gives that same pmf without drawing (for offline replay).
 Hot reload: `reload()` (or the `watch()` thread) loads a new `LATEST` completely and verifies
 it before swapping one reference; a call in flight finishes on the policy it started with, and
-a snapshot that fails verification is refused while the previous one stays in use.
+a snapshot that fails verification is refused while the previous one stays in use. Given the
+signing key (`key=bandit.snapshots.signing_key()`), only snapshots signed with it are taken.
 Usable without Kafka; thread-safe.
 """
 
@@ -228,7 +229,11 @@ class LoadedPolicy:
 
 
 class Decider:
-    """Decides nudges from the newest snapshot in a directory, reloading when it changes."""
+    """Decides nudges from the newest snapshot in a directory, reloading when it changes.
+
+    `key`: the snapshot signing key; with it, a snapshot that is unsigned or whose signature
+    does not match is refused like any that fails verification (the last good one stays).
+    """
 
     def __init__(
         self,
@@ -236,19 +241,25 @@ class Decider:
         *,
         seed: int | None = None,
         rules: DecisionsConfig | None = None,
+        key: bytes | None = None,
     ) -> None:
-        self._setup(SnapshotStore(directory), seed, rules)
+        self._setup(SnapshotStore(directory, key=key), seed, rules)
         if not self.reload():
             raise SnapshotError(self.last_error or f"{directory}: no snapshot could be loaded")
 
     @classmethod
     def from_snapshot(
-        cls, path: Path | str, *, seed: int | None = None, rules: DecisionsConfig | None = None
+        cls,
+        path: Path | str,
+        *,
+        seed: int | None = None,
+        rules: DecisionsConfig | None = None,
+        key: bytes | None = None,
     ) -> Decider:
         """A decider on one snapshot directory (no `LATEST`, no reloading)."""
         decider = cls.__new__(cls)
-        decider._setup(SnapshotStore(Path(path).parent), seed, rules)
-        decider._current = LoadedPolicy(load_snapshot(path), rules)
+        decider._setup(SnapshotStore(Path(path).parent, key=key), seed, rules)
+        decider._current = LoadedPolicy(load_snapshot(path, key=key), rules)
         decider._fixed = True
         return decider
 
@@ -298,9 +309,7 @@ class Decider:
                     return False
                 if self._fixed or pointer in (self._pointer, self._refused_pointer):
                     return False  # unchanged, or already refused (logged once)
-                loaded = LoadedPolicy(
-                    load_snapshot(self.store.directory / pointer[0], pointer[1]), self._rules
-                )
+                loaded = LoadedPolicy(self.store.load(*pointer), self._rules)
             except SnapshotError as exc:
                 self.refused += 1
                 self.last_error = str(exc)

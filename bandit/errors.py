@@ -40,8 +40,42 @@ class CheckpointError(NudgeError):
     """A checkpoint could not be written or is unreadable or inconsistent."""
 
 
+class CheckpointCorrupt(CheckpointError):
+    """A checkpoint's files are missing, unreadable or differ from the sha256s its manifest
+    lists, so an older checkpoint must be used instead."""
+
+
+class StorageError(NudgeError):
+    """A directory nudgebandit writes to refused a write (disk full, read-only, no permission);
+    the message names the directory and the reason."""
+
+
+class DirectoryInUse(NudgeError):
+    """Another live process holds the lock of a directory only one writer may use; the message
+    names its pid, host and start time."""
+
+
 class SnapshotError(NudgeError):
     """A policy snapshot is missing, tampered with, or of a format this version cannot read."""
+
+
+class SnapshotSignatureError(SnapshotError):
+    """A snapshot is unsigned or its HMAC-SHA256 signature does not match the signing key set."""
+
+
+class RecordRefused(NudgeError):
+    """Kafka or the producer refused one record for good (too large, not authorized, invalid
+    topic); resending it unchanged fails until the record, the topic or its ACLs change."""
+
+    def __init__(self, message: str, topic: str, key: bytes | None) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.key = key
+
+
+class DeadLetterError(NudgeError):
+    """A message could not be dead-lettered after every retry, so the consumer stops before it
+    rather than skip it."""
 
 
 class InvalidFeedback(NudgeError, ValueError):

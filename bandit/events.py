@@ -7,11 +7,12 @@ Wire format is one JSON object per message, discriminated by `type`. Decoding is
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -50,12 +51,15 @@ class Reason(StrEnum):
     PROBABILITY_OUT_OF_RANGE = "probability_out_of_range"
     PMF_INVALID = "pmf_invalid"
     UNKNOWN_NAMESPACE = "unknown_namespace"
-    # Raised by the reward join rather than by decoding:
+    DUPLICATE_KEY = "duplicate_key"
+    # Raised by the event-time guard and the reward join rather than by decoding:
+    IMPLAUSIBLE_EVENT_TIME = "implausible_event_time"
     DUPLICATE_IMPRESSION = "duplicate_impression"
     DUPLICATE_OUTCOME = "duplicate_outcome"
     LATE_OUTCOME = "late_outcome"
     UNMATCHED_OUTCOME = "unmatched_outcome"
     TRIGGER_MISMATCH = "trigger_mismatch"
+    JOIN_STATE_FULL = "join_state_full"
 
 
 class OutcomeLabel(StrEnum):
@@ -299,6 +303,31 @@ def _describe(error: ErrorDetails) -> str:
     return f"{where}: {error['msg']}"
 
 
+def _refuse_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InvalidEvent(Reason.DUPLICATE_KEY, f"key {key!r} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _check_unique_keys(raw: bytes, data: dict[str, Any]) -> None:
+    """Refuse a JSON object with a repeated key (orjson silently keeps the last value).
+
+    Fast path (~0.5 µs): orjson's own serialization of what it parsed never repeats a key, so
+    when it equals `raw` byte for byte (compact JSON, as orjson and most producers write it)
+    there was no repeat. Otherwise (whitespace, other float or escape spellings) the stdlib
+    parser checks every object's pairs (~11 µs for a 350-byte impression).
+    """
+    if orjson.dumps(data) == raw:
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_repeats)
+    except (ValueError, RecursionError) as exc:  # parsed by orjson, so hardly ever
+        raise InvalidEvent(Reason.UNDECODABLE, f"not parseable by the key check: {exc}") from exc
+
+
 def decode_event(raw: bytes, rules: EventRules) -> Event:
     """Parse and validate one message; raise `InvalidEvent` with a `Reason` code if it is bad."""
     if len(raw) > rules.max_message_bytes:
@@ -313,6 +342,7 @@ def decode_event(raw: bytes, rules: EventRules) -> Event:
         raise InvalidEvent(
             Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}"
         )
+    _check_unique_keys(raw, data)
     try:
         model = _EVENT_ADAPTER.validate_python(data)
     except ValidationError as exc:

@@ -6,24 +6,34 @@ rules, reward map, trained-through offsets, example count, created-at, sha256 of
 and the files it lists (VW models, the reaction counts). A store publishes them atomically
 (write under a temporary name, fsync, rename) and then points `LATEST` at the new one, with
 the manifest's own sha256, keeping the newest `keep`. Loading verifies every checksum and the
-format version, so a tampered or foreign snapshot is refused before any model is built.
+format version, so a corrupted or foreign snapshot is refused before any model is built.
+
+sha256 finds corruption, not tampering: whoever can write the directory can recompute it. With
+a signing key (`NUDGE_SNAPSHOT_KEY`, or the file `snapshots.signing_key_file` names) each
+snapshot also holds `signature.json`, an HMAC-SHA256 of its manifest (which lists the sha256 of
+every file); a store, decider or follower given the key refuses unsigned or altered snapshots.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
+import os
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bandit.atomic_dir import AtomicDirectories, FileOps
 from bandit.config import Config, DecisionsConfig, RewardConfig
-from bandit.errors import SnapshotError
+from bandit.errors import ConfigError, SnapshotError, SnapshotSignatureError
 from bandit.pruning import PruningState
 from bandit.state import LearnerState
 from bandit.vw_text import NamespaceLetters
@@ -31,6 +41,14 @@ from bandit.vw_text import NamespaceLetters
 FORMAT_VERSION = 1
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"
+SIGNING_KEY_ENV = "NUDGE_SNAPSHOT_KEY"
+SIGNATURE_ALGORITHM = "hmac-sha256"
+MIN_KEY_BYTES = 16
+_SIGNED_PREFIX = b"nudgebandit snapshot manifest v1\n"  # a MAC of this, never of other data
+_NAME = re.compile(r"snap-[0-9]{1,18}")  # what LATEST may name: a version of its own directory
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_MAX_PATH_PARTS, _MAX_PART_BYTES = 8, 200
 
 
 class SnapshotManifest(BaseModel):
@@ -41,7 +59,7 @@ class SnapshotManifest(BaseModel):
     format_version: int
     policy_id: str
     policy_name: str
-    sequence: int
+    sequence: int = Field(ge=0, lt=10**18)  # names `snap-<sequence>` stay `snap-<digits>`
     created_at: str
     scope: Literal["global", "per_trigger"]
     vw_arguments: str
@@ -85,6 +103,93 @@ class Snapshot:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# ---- signing ---------------------------------------------------------------------------------
+
+
+def signing_key(
+    key_file: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> bytes | None:
+    """The snapshot signing key: `NUDGE_SNAPSHOT_KEY`, or the contents of `key_file` (surrounding
+    whitespace stripped); None when neither is set. Never kept in the config file itself."""
+    environ = os.environ if environ is None else environ
+    from_env = environ.get(SIGNING_KEY_ENV, "")
+    if from_env and key_file is not None:
+        raise ConfigError(
+            f"{SIGNING_KEY_ENV} and snapshots.signing_key_file are both set: set only one"
+        )
+    if from_env:
+        key, where = from_env.strip().encode(), SIGNING_KEY_ENV
+    elif key_file is not None:
+        where = f"snapshots.signing_key_file {key_file}"
+        try:
+            key = Path(key_file).read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the signing key ({exc.strerror})") from None
+    else:
+        return None
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"{where}: a signing key needs at least {MIN_KEY_BYTES} bytes, got {len(key)}; "
+            "make one with `openssl rand -hex 32`"
+        )
+    return key
+
+
+def manifest_signature(manifest: Mapping[str, Any], key: bytes) -> dict[str, str]:
+    """The signature of a manifest (with its `files` sha256s): HMAC-SHA256 of its canonical JSON
+    (keys sorted, no whitespace), so the same manifest signs the same, on disk or packed."""
+    canonical = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)
+    mac = hmac.new(key, _SIGNED_PREFIX + canonical, hashlib.sha256).hexdigest()
+    return {"algorithm": SIGNATURE_ALGORITHM, "hmac_sha256": mac}
+
+
+def check_signature(where: str, manifest: Mapping[str, Any], signature: Any, key: bytes) -> None:
+    """Raise `SnapshotSignatureError` unless `signature` is the manifest's, under `key`."""
+    if signature is None:
+        raise SnapshotSignatureError(
+            f"{where}: not signed, and a signing key is set; refusing it (publish it with the "
+            f"same key: {SIGNING_KEY_ENV} or snapshots.signing_key_file)"
+        )
+    given = signature.get("hmac_sha256") if isinstance(signature, dict) else None
+    if not isinstance(given, str) or signature.get("algorithm") != SIGNATURE_ALGORITHM:
+        raise SnapshotSignatureError(
+            f"{where}: {SIGNATURE} is not an {SIGNATURE_ALGORITHM} signature"
+        )
+    expected = manifest_signature(manifest, key)["hmac_sha256"]
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        raise SnapshotSignatureError(
+            f"{where}: signature does not match: altered after signing, or signed with another "
+            "key; refusing it"
+        )
+
+
+def _name_problems(names: Iterable[Any]) -> list[str]:
+    """What is wrong with the file names of a snapshot, if anything: each must be a plain
+    relative path inside it (no NUL, no empty, `.` or `..` part, not a directory of another
+    file, not the manifest or the signature), short enough for any file system."""
+    names = list(names)
+    problems = []
+    for rel in names:
+        if not isinstance(rel, str) or not rel:
+            problems.append(f"file {rel!r} has no name")
+            continue
+        parts = rel.split("/")
+        if "\x00" in rel:
+            problems.append(f"file {rel!r} has a NUL in its name")
+        elif rel.startswith("/") or ".." in parts:
+            problems.append(f"file {rel!r} is outside the snapshot")
+        elif any(p in ("", ".") for p in parts):
+            problems.append(f"file {rel!r} is not a plain relative path")
+        elif len(parts) > _MAX_PATH_PARTS or any(len(p.encode()) > _MAX_PART_BYTES for p in parts):
+            problems.append(f"file {rel[:80]!r}... has too long a name")
+        elif rel in (MANIFEST, SIGNATURE):
+            problems.append(f"file {rel!r} has a reserved name")
+    directories = {"/".join(n.split("/")[:i]) for n in names if isinstance(n, str)
+                   for i in range(1, n.count("/") + 1)}  # fmt: skip
+    problems += [f"file {rel!r} is also a directory" for rel in names if rel in directories]
+    return problems
 
 
 def snapshot_contents(
@@ -151,12 +256,30 @@ def snapshot_contents(
 
 
 class SnapshotStore:
-    """A directory of snapshots with a `LATEST` pointer; keeps the newest `keep`."""
+    """A directory of snapshots with a `LATEST` pointer; keeps the newest `keep`.
 
-    def __init__(self, directory: Path | str, keep: int = 5, ops: FileOps | None = None) -> None:
+    `key`: the signing key; snapshots written here are signed with it and loading refuses any
+    that is unsigned or does not match it. Without it `publish` signs with the key the config
+    names (`signing_key`), if any, and loading checks the sha256s only.
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        keep: int = 5,
+        ops: FileOps | None = None,
+        *,
+        key: bytes | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.keep = keep
+        self._key = key
         self._versions = AtomicDirectories(self.directory, "snap", LATEST, keep, ops)
+
+    @property
+    def verifies_signatures(self) -> bool:
+        """Whether loading refuses snapshots that are not signed with this store's key."""
+        return self._key is not None
 
     # ---- publishing ---------------------------------------------------------------------
 
@@ -180,15 +303,31 @@ class SnapshotStore:
         """
         sequence = self.next_sequence(after_sequence)
         manifest, files = snapshot_contents(config, state, sequence, trained_through, examples)
-        return self.write(manifest, files)
+        key = self._key if self._key is not None else signing_key(config.snapshots.signing_key_file)
+        return self.write(manifest, files, key=key)
 
-    def write(self, manifest: dict[str, Any], files: dict[str, bytes]) -> str:
-        """Write a snapshot atomically from its manifest (without `files`) and files."""
+    def write(
+        self,
+        manifest: dict[str, Any],
+        files: dict[str, bytes],
+        *,
+        key: bytes | None = None,
+        signature: dict[str, str] | None = None,
+    ) -> str:
+        """Write a snapshot atomically from its manifest (without `files`) and files, signed
+        with `key` (or this store's), or carrying a `signature` made elsewhere."""
+        problems = _name_problems(files)
+        if problems:
+            raise SnapshotError(f"snapshot {manifest.get('policy_id')!r}: {'; '.join(problems)}")
         name = f"snap-{int(manifest['sequence']):09d}"
         manifest = {**manifest, "files": {rel: _sha256(data) for rel, data in files.items()}}
         manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
         pointer = orjson.dumps({"name": name, "manifest_sha256": _sha256(manifest_bytes)})
-        self._versions.publish(name, {**files, MANIFEST: manifest_bytes}, pointer)
+        key = key if key is not None else self._key
+        if key is not None:
+            signature = manifest_signature(manifest, key)
+        extra = {SIGNATURE: orjson.dumps(signature)} if signature is not None else {}
+        self._versions.publish(name, {**files, MANIFEST: manifest_bytes, **extra}, pointer)
         return name
 
     # ---- loading ------------------------------------------------------------------------
@@ -197,11 +336,20 @@ class SnapshotStore:
         """(name, manifest sha256) that `LATEST` points at, or None before the first snapshot."""
         try:
             pointer = orjson.loads((self.directory / LATEST).read_bytes())
-            return str(pointer["name"]), str(pointer["manifest_sha256"])
+            name, digest = pointer["name"], pointer["manifest_sha256"]
         except FileNotFoundError:
             return None
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise SnapshotError(f"{self.directory / LATEST}: unreadable pointer ({exc})") from exc
+        # Followed blindly, a name like `../../x` would load a snapshot from anywhere.
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise SnapshotError(
+                f"{self.directory / LATEST}: names {str(name)[:100]!r}, not a snapshot of this "
+                "directory (snap-<digits>); refusing it"
+            )
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise SnapshotError(f"{self.directory / LATEST}: manifest_sha256 is not a sha256")
+        return name, digest
 
     def load_latest(self) -> Snapshot:
         pointer = self.latest_pointer()
@@ -210,12 +358,24 @@ class SnapshotStore:
                 f"{self.directory}: no snapshot yet (no {LATEST}); run `nudge consume` or "
                 "`nudge export` first"
             )
-        name, manifest_sha = pointer
-        return load_snapshot(self.directory / name, manifest_sha)
+        return self.load(*pointer)
+
+    def load(self, name: str, manifest_sha256: str | None = None) -> Snapshot:
+        """Load and verify the snapshot `name` of this directory (signed, if there is a key)."""
+        if not _NAME.fullmatch(name):
+            raise SnapshotError(
+                f"{self.directory}: {name!r} is not a snapshot name (snap-<digits>)"
+            )
+        return load_snapshot(self.directory / name, manifest_sha256, key=self._key)
 
 
-def load_snapshot(path: Path | str, manifest_sha256: str | None = None) -> Snapshot:
-    """Load and verify one snapshot directory; raise `SnapshotError` saying what is wrong."""
+def load_snapshot(
+    path: Path | str, manifest_sha256: str | None = None, *, key: bytes | None = None
+) -> Snapshot:
+    """Load and verify one snapshot directory; raise `SnapshotError` saying what is wrong.
+
+    With `key`, its `signature.json` must be the manifest's HMAC under that key.
+    """
     path = Path(path)
     try:
         manifest_bytes = (path / MANIFEST).read_bytes()
@@ -227,39 +387,68 @@ def load_snapshot(path: Path | str, manifest_sha256: str | None = None) -> Snaps
         raw = orjson.loads(manifest_bytes)
     except orjson.JSONDecodeError as exc:
         raise SnapshotError(f"{path / MANIFEST}: not JSON ({exc})") from exc
+    if key is not None:
+        check_signature(str(path), raw if isinstance(raw, dict) else {}, _read_signature(path), key)
+    manifest = _validated(str(path), str(path / MANIFEST), raw)
+    return _snapshot(path.name, str(path), manifest, _verified_files(path, manifest))
+
+
+def _read_signature(path: Path) -> Any:
+    try:
+        return orjson.loads((path / SIGNATURE).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise SnapshotSignatureError(f"{path / SIGNATURE}: unreadable ({exc})") from exc
+
+
+def _validated(where: str, manifest_where: str, raw: Any) -> SnapshotManifest:
+    """The manifest, once its format version and every field check out."""
     version = raw.get("format_version") if isinstance(raw, dict) else None
     if version != FORMAT_VERSION:
         raise SnapshotError(
-            f"{path}: snapshot format {version!r}, this version of nudgebandit reads "
+            f"{where}: snapshot format {version!r}, this version of nudgebandit reads "
             f"format {FORMAT_VERSION}; export the snapshot again with a matching version"
         )
     try:
         manifest = SnapshotManifest.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SnapshotError(f"{path / MANIFEST}: {where}: {first['msg']}") from None
-    data = _verified_files(path, manifest)
-    reactions = orjson.loads(data[manifest.reactions])
-    state = LearnerState(
-        models={scope: data[rel] for scope, rel in manifest.models.items()},
-        outcome_model=data[manifest.outcome_model] if manifest.outcome_model else None,
-        catalogue={"actions": manifest.actions, "triggers": manifest.triggers},
-        reactions={str(k): int(v) for k, v in reactions.items()},
-        arguments=dict(manifest.policy_arguments)
-        or {scope: manifest.vw_arguments for scope in manifest.models},
-        arms=orjson.loads(data[manifest.arms]) if manifest.arms else {},
-        pruning=orjson.loads(data[manifest.pruning_state]) if manifest.pruning_state else {},
-    )
-    return Snapshot(path.name, manifest, state)
-
-
-def _verified_files(path: Path, manifest: SnapshotManifest) -> dict[str, bytes]:
+        where_in = ".".join(str(p) for p in first["loc"])
+        raise SnapshotError(f"{manifest_where}: {where_in}: {first['msg']}") from None
     needed = {*manifest.models.values(), manifest.reactions}
     needed |= {f for f in (manifest.outcome_model, manifest.arms, manifest.pruning_state) if f}
     unlisted = sorted(needed - set(manifest.files))
     if unlisted:
-        raise SnapshotError(f"{path / MANIFEST}: files {unlisted} have no sha256 in `files`")
+        raise SnapshotError(f"{manifest_where}: files {unlisted} have no sha256 in `files`")
+    problems = _name_problems(manifest.files)
+    if problems:
+        raise SnapshotError(f"{manifest_where}: {'; '.join(problems)}")
+    return manifest
+
+
+def _snapshot(
+    name: str, where: str, manifest: SnapshotManifest, data: Mapping[str, bytes]
+) -> Snapshot:
+    """The learned state the verified files hold; files that do not parse are refused."""
+    try:
+        reactions = orjson.loads(data[manifest.reactions])
+        state = LearnerState(
+            models={scope: data[rel] for scope, rel in manifest.models.items()},
+            outcome_model=data[manifest.outcome_model] if manifest.outcome_model else None,
+            catalogue={"actions": manifest.actions, "triggers": manifest.triggers},
+            reactions={str(k): int(v) for k, v in reactions.items()},
+            arguments=dict(manifest.policy_arguments)
+            or {scope: manifest.vw_arguments for scope in manifest.models},
+            arms=orjson.loads(data[manifest.arms]) if manifest.arms else {},
+            pruning=orjson.loads(data[manifest.pruning_state]) if manifest.pruning_state else {},
+        )
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"{where}: a state file does not parse ({exc})") from None
+    return Snapshot(name, manifest, state)
+
+
+def _verified_files(path: Path, manifest: SnapshotManifest) -> dict[str, bytes]:
     data: dict[str, bytes] = {}
     for rel, digest in manifest.files.items():
         target = (path / rel).resolve()
@@ -301,42 +490,91 @@ def warm_start_state(
     )
 
 
-def pack_snapshot(path: Path | str) -> bytes:
-    """One verified snapshot as a single JSON message (for a compacted Kafka topic)."""
+def pack_snapshot(path: Path | str, *, key: bytes | None = None) -> bytes:
+    """One verified snapshot as a single JSON message (for a compacted Kafka topic):
+    `{"manifest", "files": {name: base64}, "signature"}` (the signature when it has one)."""
     snapshot_dir = Path(path)
-    load_snapshot(snapshot_dir)  # refuse to ship a snapshot that does not verify
+    load_snapshot(snapshot_dir, key=key)  # refuse to ship a snapshot that does not verify
     manifest = orjson.loads((snapshot_dir / MANIFEST).read_bytes())
     files = {
         rel: base64.b64encode((snapshot_dir / rel).read_bytes()).decode("ascii")
         for rel in manifest["files"]
     }
-    return orjson.dumps({"manifest": manifest, "files": files})
+    bundle: dict[str, Any] = {"manifest": manifest, "files": files}
+    signature = _read_signature(snapshot_dir)
+    if signature is not None:
+        bundle["signature"] = signature
+    return orjson.dumps(bundle)
 
 
-def unpack_snapshot(message: bytes, store: SnapshotStore) -> str:
-    """Write a packed snapshot into `store` (verified first); returns its name."""
+@dataclass(frozen=True, slots=True)
+class PackedSnapshot:
+    """A packed snapshot, verified: its manifest as published, its files and its signature."""
+
+    snapshot: Snapshot
+    manifest: dict[str, Any]  # without `files`
+    files: dict[str, bytes]
+    signature: dict[str, str] | None
+
+
+def read_packed(message: bytes, *, key: bytes | None = None) -> PackedSnapshot:
+    """Decode and verify a packed snapshot completely, in memory (names, sha256 of every file,
+    format version, the state files, and the signature when `key` is given)."""
     try:
         bundle = orjson.loads(message)
-        SnapshotManifest.model_validate(bundle["manifest"])
-        manifest = dict(bundle["manifest"])
-        digests = manifest.pop("files")
-        files = {rel: base64.b64decode(text) for rel, text in bundle["files"].items()}
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SnapshotError(f"packed snapshot manifest: {where}: {first['msg']}") from None
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raw = bundle["manifest"]
+        encoded = bundle["files"]
+        signature = bundle.get("signature")
+        if not isinstance(raw, dict) or not isinstance(encoded, dict):
+            raise TypeError("manifest and files must be objects")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise SnapshotError(f"not a packed snapshot: {exc}") from exc
-    unsafe = sorted(r for r in files if Path(r).is_absolute() or ".." in Path(r).parts)
+    where = f"packed snapshot {str(raw.get('policy_id'))[:80]!r}"
+    if key is not None:
+        check_signature(where, raw, signature, key)
+    unsafe = sorted(
+        str(r)
+        for r in encoded
+        if isinstance(r, str) and (r.startswith("/") or ".." in r.split("/"))
+    )
     if unsafe:
-        raise SnapshotError(f"packed snapshot names files outside itself: {unsafe}")
-    if set(files) != set(digests) or any(_sha256(files[r]) != d for r, d in digests.items()):
+        raise SnapshotError(f"packed snapshot names files outside itself: {unsafe[:5]}")
+    listed = raw.get("files")
+    problems = _name_problems(set(encoded) | (set(listed) if isinstance(listed, dict) else set()))
+    if problems:
+        raise SnapshotError(f"{where}: {'; '.join(problems[:5])}")
+    if raw.get("format_version") != FORMAT_VERSION:
         raise SnapshotError(
-            f"packed snapshot {manifest.get('policy_id')!r}: files do not match their sha256"
-        )
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise SnapshotError(
-            f"packed snapshot format {manifest.get('format_version')!r}, this version reads "
+            f"packed snapshot format {raw.get('format_version')!r}, this version reads "
             f"{FORMAT_VERSION}"
         )
-    return store.write(manifest, files)
+    try:
+        manifest = SnapshotManifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise SnapshotError(f"packed snapshot manifest: {field}: {first['msg']}") from None
+    try:
+        files = {rel: base64.b64decode(text, validate=True) for rel, text in encoded.items()}
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise SnapshotError(f"{where}: a file is not base64 ({exc})") from None
+    digests = manifest.files
+    if set(files) != set(digests) or any(_sha256(files[r]) != d for r, d in digests.items()):
+        raise SnapshotError(f"{where}: files do not match their sha256")
+    validated = _validated(where, f"{where} manifest", raw)
+    snapshot = _snapshot(f"snap-{manifest.sequence:09d}", where, validated, files)
+    published = {k: v for k, v in raw.items() if k != "files"}
+    carried = (
+        signature
+        if isinstance(signature, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in signature.items())
+        else None
+    )  # kept as published, so a decider given the key can check the copy too
+    return PackedSnapshot(snapshot, published, files, carried)
+
+
+def unpack_snapshot(message: bytes, store: SnapshotStore, *, key: bytes | None = None) -> str:
+    """Write a packed snapshot into `store` (verified first, signed when `key` is given);
+    returns its name."""
+    packed = read_packed(message, key=key)
+    return store.write(packed.manifest, packed.files, signature=packed.signature)

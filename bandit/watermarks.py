@@ -1,8 +1,18 @@
-"""Event-time progress across partitions: how far every input has certainly got."""
+"""Event-time progress across partitions: how far every input has certainly got, and which
+event times are plausible enough to count at all."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
+from dataclasses import dataclass
+from typing import Any
+
+from bandit.config import JoinConfig
+from bandit.envelopes import Envelope, Rejected
+from bandit.events import Event, Reason, timestamp_text
+from bandit.saved import envelope_from_state, envelope_state
+
+_NEG_INF = float("-inf")
 
 
 class WatermarkTracker:
@@ -28,6 +38,10 @@ class WatermarkTracker:
         if event_time > self.highest.get(partition, float("-inf")):
             self.highest[partition] = event_time
 
+    def seen(self, partition: str, now: float = 0.0) -> None:
+        """A record of `partition` was read at `now` but its event time does not count (yet)."""
+        self._last_record[partition] = now
+
     def current(self, partitions: Iterable[str], caught_up: Set[str], now: float = 0.0) -> float:
         """The watermark over `partitions`, leaving out those caught up and idle at `now`."""
         unknown = float("-inf")
@@ -42,3 +56,205 @@ class WatermarkTracker:
         if busy:
             return min(busy)
         return max(self.highest.values(), default=unknown)
+
+
+@dataclass(slots=True)
+class _Held:
+    """A record ahead of every plausible event time, waiting for its partition to agree."""
+
+    envelope: Envelope[Any]
+    seq: int
+    agree: int = 0  # later records of its partition consistent with its time
+    disagree: int = 0  # later records of its partition far behind it (or far past it)
+
+
+class EventTimeGuard:
+    """Lets through records whose event time is plausible; holds or dead-letters the rest.
+
+    `reference` is the highest event time let through on any partition (unknown at first).
+    A record is
+    - too old, and dead-lettered at once, when more than `max_age_s` behind the reference
+      (the join could no longer tell whether it was learned before);
+    - plausible, and let through at once, when at most `max_future_skew_s` ahead of it;
+    - otherwise held. Each later record of the same partition votes on it: it agrees when
+      its time is between `max_future_skew_s` before and `max_age_s` after the held one.
+      The held record is believed (the reference jumps to it) once `confirm_records - 1`
+      later records agree and more agree than disagree: a genuine gap in traffic, or the
+      first records of a stream; it is dead-lettered once `confirm_records` disagree and at
+      least as many disagree as agree: a lone clock far off.
+    When the reference moves, every held record within reach is let through, in arrival
+    order. Records the guard holds never reach the watermark or the join. With
+    `max_ahead_of_wall_clock_s` (off by default: replays and simulations run event time
+    ahead of the wall clock) a record that far ahead of the caller's wall time is
+    dead-lettered at once. Pure: the wall time, when used, is passed in.
+    """
+
+    def __init__(
+        self,
+        max_future_skew_s: float,
+        confirm_records: int,
+        max_age_s: float,
+        max_ahead_of_wall_clock_s: float | None = None,
+    ) -> None:
+        if max_future_skew_s <= 0 or max_age_s <= 0 or confirm_records < 1:
+            raise ValueError(
+                f"need max_future_skew_s > 0, max_age_s > 0 and confirm_records >= 1, got "
+                f"{max_future_skew_s}, {max_age_s}, {confirm_records}"
+            )
+        self.max_future_skew_s = max_future_skew_s
+        self.confirm_records = confirm_records
+        self.max_age_s = max_age_s
+        self.max_ahead_of_wall_clock_s = max_ahead_of_wall_clock_s
+        self.reference = _NEG_INF
+        self._held: dict[str, list[_Held]] = {}
+        self._seq = 0
+
+    @classmethod
+    def for_join(cls, config: JoinConfig) -> EventTimeGuard:
+        """The guard the `join` section configures."""
+        return cls(
+            config.max_future_skew_s,
+            config.jump_confirm_records,
+            config.max_event_age_s,
+            config.max_ahead_of_wall_clock_s,
+        )
+
+    @property
+    def held(self) -> int:
+        """Records held until their partition confirms or refutes their time."""
+        return sum(len(h) for h in self._held.values())
+
+    def offer(
+        self, envelope: Envelope[Any], wall_time: float | None = None
+    ) -> tuple[list[Envelope[Any]], list[Rejected]]:
+        """Offer one record: the records to pass on now (in arrival order) and the rejected."""
+        ts = envelope.event.ts
+        rejected: list[Rejected] = []
+        bound = self.max_ahead_of_wall_clock_s
+        if bound is not None and wall_time is not None and ts > wall_time + bound:
+            ahead = ts - wall_time
+            return [], [_implausible(envelope, f"{ahead:.0f}s ahead of the wall clock")]
+        if ts < self.reference - self.max_age_s:
+            return [], [self._too_old(envelope)]
+        partition = envelope.source.partition_key
+        held = self._held.setdefault(partition, [])
+        for h in held:
+            lag = h.envelope.event.ts - ts
+            if -self.max_age_s <= lag <= self.max_future_skew_s:
+                h.agree += 1
+            else:
+                h.disagree += 1
+        self._seq += 1
+        released: list[_Held] = []
+        if ts <= self.reference + self.max_future_skew_s:
+            self.reference = max(self.reference, ts)
+            released.append(_Held(envelope, self._seq))
+        else:
+            held.append(_Held(envelope, self._seq))
+        need = self.confirm_records - 1
+        for h in list(held):
+            if h.agree >= need and h.agree > h.disagree:
+                self.reference = max(self.reference, h.envelope.event.ts)
+        released += self._release(rejected)
+        for h in list(held):
+            if h.disagree >= self.confirm_records and h.disagree >= h.agree:
+                held.remove(h)
+                rejected.append(
+                    _implausible(
+                        h.envelope,
+                        f"{h.disagree} later records of {partition} are more than "
+                        f"{self.max_future_skew_s:.0f}s behind it (or {self.max_age_s:.0f}s "
+                        f"past it), {h.agree} agree",
+                    )
+                )
+        released.sort(key=lambda h: h.seq)
+        return [h.envelope for h in released], rejected
+
+    def close(self) -> tuple[list[Envelope[Any]], list[Rejected]]:
+        """End of a bounded input: what is still held is dead-lettered, unconfirmed; but if
+        nothing was ever confirmed, the held record most agreed with sets the reference."""
+        rejected: list[Rejected] = []
+        waiting = [h for held in self._held.values() for h in held]
+        if self.reference == _NEG_INF and waiting:
+            best = max(waiting, key=lambda h: (h.agree - h.disagree, -h.seq))
+            self.reference = best.envelope.event.ts
+        released = self._release(rejected)
+        for held in self._held.values():
+            for h in held:
+                rejected.append(
+                    _implausible(
+                        h.envelope,
+                        f"more than {self.max_future_skew_s:.0f}s ahead of every other event "
+                        f"time when the input ended; {h.agree} later records agreed",
+                    )
+                )
+            held.clear()
+        released.sort(key=lambda h: h.seq)
+        return [h.envelope for h in released], rejected
+
+    def _release(self, rejected: list[Rejected]) -> list[_Held]:
+        """Let through every held record within reach of the reference (which they may move
+        further); dead-letter those now too far behind it."""
+        released: list[_Held] = []
+        moved = True
+        while moved:
+            moved = False
+            for held in self._held.values():
+                for h in list(held):
+                    ts = h.envelope.event.ts
+                    if ts < self.reference - self.max_age_s:
+                        held.remove(h)
+                        rejected.append(self._too_old(h.envelope))
+                    elif ts <= self.reference + self.max_future_skew_s:
+                        held.remove(h)
+                        released.append(h)
+                        if ts > self.reference:
+                            self.reference, moved = ts, True
+        return released
+
+    def _too_old(self, envelope: Envelope[Any]) -> Rejected:
+        behind = self.reference - envelope.event.ts
+        return _implausible(
+            envelope,
+            f"{behind:.0f}s behind the newest plausible event time; events more than "
+            f"{self.max_age_s:.0f}s behind are no longer joined",
+        )
+
+    # ---- state --------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready: the reference and the held records (bytes, source, votes)."""
+        return {
+            "reference": None if self.reference == _NEG_INF else self.reference,
+            "held": [
+                [envelope_state(h.envelope), h.seq, h.agree, h.disagree]
+                for held in self._held.values()
+                for h in held
+            ],
+            "seq": self._seq,
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], config: JoinConfig, decode: Callable[[bytes], Event]
+    ) -> EventTimeGuard:
+        """Rebuild a guard saved by `state()` (an empty state: a fresh guard)."""
+        guard = cls.for_join(config)
+        reference = state.get("reference")
+        guard.reference = _NEG_INF if reference is None else float(reference)
+        guard._seq = int(state.get("seq", 0))
+        for item, seq, agree, disagree in state.get("held", []):
+            env = envelope_from_state(item, decode)
+            held = guard._held.setdefault(env.source.partition_key, [])
+            held.append(_Held(env, int(seq), int(agree), int(disagree)))
+        return guard
+
+
+def _implausible(envelope: Envelope[Any], why: str) -> Rejected:
+    ts = envelope.event.ts
+    return Rejected(
+        Reason.IMPLAUSIBLE_EVENT_TIME.value,
+        f"event time {timestamp_text(ts) if abs(ts) < 2.5e11 else ts}: {why}",
+        envelope.raw,
+        envelope.source,
+    )

@@ -43,6 +43,13 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
+def _snapshot_key(cfg: Config) -> bytes | None:
+    """The snapshot signing key (NUDGE_SNAPSHOT_KEY or snapshots.signing_key_file), if set."""
+    from bandit.snapshots import signing_key
+
+    return signing_key(cfg.snapshots.signing_key_file)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bandit.simulation.traffic import simulate_traffic
     from bandit.simulation.world import World
@@ -88,6 +95,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     )
 
     cfg = _config(args)
+    _snapshot_key(cfg)  # a bad signing key fails now, not at the first snapshot
     k = cfg.kafka
     topics = [k.impressions_topic, k.outcomes_topic]
     ensure_topics(k, [*topics, k.dead_letter_topic], k.topic_partitions)
@@ -132,7 +140,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if SnapshotStore(cfg.snapshots.directory).latest_pointer() is not None:
         from bandit.decisions import Decider
 
-        with Decider(cfg.snapshots.directory, seed=args.seed) as decider:
+        with Decider(cfg.snapshots.directory, seed=args.seed, key=_snapshot_key(cfg)) as decider:
             service = score_decider(world, decider, cfg, args.decisions, args.seed + 1000)
             scores["decision_service"] = {"snapshot": decider.version, **service.as_dict()}
     if args.json:
@@ -193,8 +201,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    written = follow_snapshots(cfg, args.out, args.until_idle, stop)
-    print(f"{written} snapshots written to {args.out}")
+    stats = follow_snapshots(cfg, args.out, args.until_idle, stop)
+    print(f"{args.out}: {stats.summary()}")
     return 0
 
 
@@ -316,7 +324,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if not args.verbose:  # a refused snapshot is the error raised: one line, not two
         decide_log.setLevel(logging.CRITICAL)
     try:
-        decider = Decider(directory, seed=args.seed)
+        decider = Decider(directory, seed=args.seed, key=_snapshot_key(cfg))
     finally:
         decide_log.setLevel(level)
     with decider:

@@ -13,7 +13,6 @@ optional snapshot sink and a monotonic clock. `streams.kafka_io` provides the Ka
 
 from __future__ import annotations
 
-import base64
 import logging
 import resource
 import signal
@@ -23,20 +22,19 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import orjson
-
 from bandit.atomic_dir import FileOps
 from bandit.config import Config
 from bandit.decoding import decode_message
-from bandit.envelopes import Rejected
+from bandit.envelopes import Envelope, Rejected
 from bandit.events import Impression, decode_event
 from bandit.join import RewardJoin
 from bandit.learning import OnlineLearner
 from bandit.ports import Clock, MessageSink, RecordSource
 from bandit.snapshots import SnapshotStore, pack_snapshot, warm_start_state
 from bandit.state import LearnerState
-from bandit.watermarks import WatermarkTracker
+from bandit.watermarks import EventTimeGuard, WatermarkTracker
 from streams.checkpoints import Checkpoint, CheckpointStore
+from streams.dead_letters import DeadLetterWriter
 from streams.stats import ConsumerStats
 
 log = logging.getLogger("nudge.consume")
@@ -47,23 +45,6 @@ class RunOptions:
     """How long to run: forever (None) or until this many seconds pass with no new message."""
 
     until_idle_s: float | None = None
-
-
-def dead_letter_value(rejected: Rejected) -> bytes:
-    """The JSON body of a dead letter: reason, detail, source and the original bytes."""
-    body: dict[str, Any] = {
-        "reason": rejected.reason,
-        "detail": rejected.detail,
-        "source": {
-            "topic": rejected.source.topic,
-            "partition": rejected.source.partition,
-            "offset": rejected.source.offset,
-        },
-        "original": rejected.raw.decode("utf-8", errors="replace"),
-        "original_base64": base64.b64encode(rejected.raw).decode("ascii"),
-        "dead_lettered_at": time.time(),
-    }
-    return orjson.dumps(body)
 
 
 def reaction_cap(config: Config) -> int:
@@ -99,6 +80,7 @@ class StreamLearner:
         self.config = config
         self.source = source
         self.producer = producer
+        self.dead_letters = DeadLetterWriter.for_config(producer, config.kafka)
         self.snapshot_sink = snapshot_sink
         self.clock = clock
         self.rules = config.event_rules()
@@ -113,11 +95,22 @@ class StreamLearner:
         self.stats.starts += 1
         join_state = ckpt.join_state if ckpt else {}
         self.join = RewardJoin.from_state(
-            join_state.get("join", {}), config.join, config.rewards, self._decode_saved
-        )
+            join_state.get("join", {}), config.join, config.rewards, self._decode_saved,
+            compact=True,
+        )  # fmt: skip
         self.watermarks = WatermarkTracker(
             join_state.get("watermarks"), idle_s=config.join.idle_partition_s
         )
+        self.guard = EventTimeGuard.from_state(
+            join_state.get("event_time", {}), config.join, self._decode_saved
+        )
+        if join_state and "event_time" not in join_state:
+            # Saved before event times were checked: its watermarks may be absurd (one record
+            # stamped 9999 would default every later impression). Drop them; the saved
+            # messages go through the guard again, as if just read.
+            self.watermarks = WatermarkTracker(idle_s=config.join.idle_partition_s)
+            for envelope in self.join.reopen():
+                self._admit(envelope)
         self.learner = OnlineLearner(
             config.learner,
             state=self._initial_state(ckpt),
@@ -173,6 +166,7 @@ class StreamLearner:
             if self._loop(options):
                 # The input of a bounded run ended: close every open window (the default
                 # outcome). Not when stopped: outcomes still to come must find their windows.
+                self._pass_on(*self.guard.close())
                 self.join.close_all()
                 self._settle()
             self.checkpoint(publish=True)
@@ -229,11 +223,23 @@ class StreamLearner:
                 self.stats.impressions += 1
             else:
                 self.stats.outcomes += 1
-            self.watermarks.observe(
-                source.partition_key, item.event.ts, self.clock()
-            )
-            self.join.add(item)
+            self._admit(item)
         self._dirty += len(batch)
+
+    def _admit(self, item: Envelope[Any]) -> None:
+        """Through the event-time guard: only plausible event times reach the watermarks and
+        the join; the guard may hold a record back, or let held ones through."""
+        bounded = self.config.join.max_ahead_of_wall_clock_s is not None
+        passed, refused = self.guard.offer(item, time.time() if bounded else None)
+        self.watermarks.seen(item.source.partition_key, self.clock())
+        self._pass_on(passed, refused)
+
+    def _pass_on(self, passed: list[Envelope[Any]], refused: list[Rejected]) -> None:
+        for envelope in passed:
+            self.watermarks.observe(envelope.source.partition_key, envelope.event.ts, self.clock())
+            self.join.add(envelope)
+        for item in refused:
+            self._dead_letter(item)
 
     def _settle(self) -> None:
         joined, rejected = self.join.drain()
@@ -245,12 +251,7 @@ class StreamLearner:
             self._dead_letter(item)
 
     def _dead_letter(self, item: Rejected) -> None:
-        self.producer.send(
-            self.config.kafka.dead_letter_topic,
-            key=item.source.key.encode(),
-            value=dead_letter_value(item),
-            headers=[("reason", item.reason.encode())],
-        )
+        self.dead_letters.send(item)  # bounded, retried; raises naming the message if it cannot
         self.stats.record_dead_letter(item.reason)
 
     # ---- checkpoints and progress -------------------------------------------------------
@@ -273,14 +274,18 @@ class StreamLearner:
     def checkpoint(self, publish: bool = False) -> None:
         """Save everything atomically, then commit the offsets it covers to the group;
         with `publish`, also export that state as a policy snapshot for decision services."""
-        self.producer.flush()  # dead letters up to here are durable before the offsets move
+        self.dead_letters.flush()  # dead letters up to here are durable before offsets move
         self.sequence += 1
         self.stats.checkpoints += 1
         state = self.learner.state()
         ckpt = Checkpoint(
             sequence=self.sequence,
             offsets=dict(self.offsets),
-            join_state={"join": self.join.state(), "watermarks": self.watermarks.highest},
+            join_state={
+                "join": self.join.state(),
+                "watermarks": self.watermarks.highest,
+                "event_time": self.guard.state(),
+            },
             stats=self.stats.to_json(),
             learner=state,
             vw_arguments=self.config.learner.vw_arguments(),
@@ -317,10 +322,13 @@ class StreamLearner:
         lag = sum(self.source.lag_by_partition().values())
         log.info(
             "consumed=%d (%.0f/s) impressions=%d outcomes=%d learned=%d (%.0f/s) dead_lettered=%d "
-            "pending=%d waiting=%d lag=%d checkpoints=%d snapshot=%s rss=%.0fMB",
+            "pending=%d waiting=%d lag=%d checkpoints=%d snapshot=%s rss=%.0fMB "
+            "held=%d closed_early=%d state_full=%d implausible=%d",
             s.consumed, (s.consumed - before[0]) / seconds, s.impressions, s.outcomes, s.learned,
             (s.learned - before[1]) / seconds, s.dead_lettered, self.join.pending, self.join.waiting,
-            lag, s.checkpoints, self.published, _rss_mb(),
+            lag, s.checkpoints, self.published, _rss_mb(), self.guard.held, s.closed_early,
+            s.dead_letters_by_reason["join_state_full"],
+            s.dead_letters_by_reason["implausible_event_time"],
         )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
@@ -329,6 +337,10 @@ class StreamLearner:
         data.update(
             pending=self.join.pending,
             waiting=self.join.waiting,
+            pending_bytes=self.join.pending_bytes,
+            waiting_bytes=self.join.waiting_bytes,
+            held=self.guard.held,
+            learned_ids=self.join.learned_ids,
             lag=self.final_lag,
             checkpoint_sequence=self.sequence,
             snapshot=self.published,

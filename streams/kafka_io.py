@@ -23,23 +23,47 @@ from typing import Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import (
+    AuthorizationError,
     KafkaConfigurationError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
     SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
     UnsupportedSaslMechanismError,
 )
 from kafka.net.sasl import SASL_MECHANISMS
+from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 from kafka.structs import OffsetAndMetadata
 
 from bandit.config import KafkaConfig, is_secret_key, mask_secrets, secret_values
 from bandit.envelopes import Source, partition_key
-from bandit.errors import BrokerAuthError, BrokerError, ConfigError
+from bandit.errors import BrokerAuthError, BrokerError, ConfigError, RecordRefused
 
 log = logging.getLogger(__name__)
 
+
+def _keep_bytes_read_with_the_close() -> None:
+    """kafka-python 3.0 drops the bytes a socket read returned together with the peer's close
+    (the read's error wins). A broker refusing a login sends its answer and closes at once, so
+    the refusal was lost on most attempts and a wrong password read as an unreachable broker.
+    Hand those bytes on first; the close is read again by the next read."""
+    for transport in (KafkaTCPTransport, KafkaSSLTransport):
+        read = transport.__dict__["_sock_recv"]
+        if getattr(read, "keeps_bytes", False):
+            continue
+
+        def _sock_recv(self: Any, _read: Any = read) -> tuple[bytes, Exception | None]:
+            data, err = _read(self)
+            return (data, None) if data else (data, err)
+
+        _sock_recv.keeps_bytes = True  # type: ignore[attr-defined]
+        transport._sock_recv = _sock_recv
+
+
+_keep_bytes_read_with_the_close()
 _Client = TypeVar("_Client", KafkaAdminClient, KafkaConsumer, KafkaProducer)
 _CLIENTS: tuple[type[Any], ...] = (KafkaAdminClient, KafkaConsumer, KafkaProducer)
 # Integer settings whose kafka-python default is None (the operating system's buffer size).
@@ -58,6 +82,10 @@ def _translated(what: str, cfg: KafkaConfig | None = None) -> Iterator[None]:
         raise ConfigError(_masked(f"kafka.client: kafka-python refused the settings: {exc}", cfg)) from exc
     except KafkaError as exc:
         raise BrokerError(_masked(f"Kafka {what} failed: {exc!r}", cfg)) from exc
+
+
+def _retriable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retriable", False))
 
 
 def _masked(text: str, cfg: KafkaConfig | None) -> str:
@@ -323,14 +351,33 @@ class MessageSource:
         self._consumer.close(autocommit=False)
 
 
+def _refused(exc: KafkaError, topic: str, key: bytes | None) -> RecordRefused | BrokerError:
+    """A failed produce: refused for good (`RecordRefused`, with what to change) or a broker
+    problem (`BrokerError`, retriable: unreachable, timed out, leader moving)."""
+    if exc.retriable:
+        return BrokerError(f"Kafka produce to {topic} failed: {exc}")
+    hint = ""
+    if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+        hint = " (record too large for the topic's max.message.bytes or max_request_size)"
+    elif isinstance(exc, AuthorizationError):
+        hint = " (not authorized: check the topic's ACLs for this client)"
+    return RecordRefused(f"Kafka refused a record for {topic}: {exc}{hint}", topic, key)
+
+
 class Producer:
-    """Produces with acks=all (dead letters, simulated traffic); `flush()` before a checkpoint."""
+    """Produces with acks=all (dead letters, simulated traffic); `flush()` before a checkpoint.
+
+    A record Kafka refuses, when it is sent or later when it is delivered, raises from `send`
+    or from the next `flush`: `RecordRefused` for good (too large, not authorized), else
+    `BrokerError`; a failed delivery is never dropped silently.
+    """
 
     def __init__(self, cfg: KafkaConfig, max_request_size: int = 1_048_576) -> None:
         self._producer = _open(
             KafkaProducer, cfg, "producer start",
             acks="all", linger_ms=20, max_request_size=max_request_size,
         )  # fmt: skip
+        self._failed: list[tuple[str, bytes | None, BaseException]] = []  # from the I/O thread
 
     def send(
         self,
@@ -339,12 +386,21 @@ class Producer:
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        with _translated("produce"):
-            self._producer.send(topic, key=key, value=value, headers=headers or [])
+        try:
+            future = self._producer.send(topic, key=key, value=value, headers=headers or [])
+        except KafkaError as exc:
+            raise _refused(exc, topic, key) from exc
+        future.add_errback(lambda exc: self._failed.append((topic, key, exc)))
 
     def flush(self, timeout_s: float = 60.0) -> None:
         with _translated("flush"):
             self._producer.flush(timeout=timeout_s)
+        if self._failed:
+            failed, self._failed = self._failed, []
+            topic, key, exc = next((f for f in failed if not _retriable(f[2])), failed[0])
+            if isinstance(exc, KafkaError):
+                raise _refused(exc, topic, key) from exc
+            raise BrokerError(f"Kafka produce to {topic} failed: {exc!r}") from exc
 
     def close(self) -> None:
         with _translated("producer close"):

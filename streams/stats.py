@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bandit.join import JoinedEvent
+from bandit.learned_ids import event_hash
+
+__all__ = ["ConsumerStats", "Ledger", "event_hash"]
 
 _MASK = (1 << 64) - 1
-
-
-def event_hash(event_id: str) -> int:
-    """64-bit hash of an event id (the ledger's unit)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
 @dataclass(slots=True)
@@ -49,6 +46,7 @@ class ConsumerStats:
     outcomes: int = 0
     learned: int = 0
     defaulted: int = 0
+    closed_early: int = 0  # pending impressions closed before their window ended (state full)
     dead_lettered: int = 0
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
     outcomes_learned: Counter[str] = field(default_factory=Counter)
@@ -62,6 +60,7 @@ class ConsumerStats:
     def record_learned(self, event: JoinedEvent) -> None:
         self.learned += 1
         self.defaulted += event.defaulted
+        self.closed_early += event.closed_early
         self.outcomes_learned[event.label.value] += 1
         self.reward_sum += event.reward
         self.ledger.add(event.impression.event_id)
@@ -86,6 +85,7 @@ class ConsumerStats:
             outcomes=data["outcomes"],
             learned=data["learned"],
             defaulted=data["defaulted"],
+            closed_early=data.get("closed_early", 0),
             dead_lettered=data["dead_lettered"],
             dead_letters_by_reason=Counter(data["dead_letters_by_reason"]),
             outcomes_learned=Counter(data["outcomes_learned"]),

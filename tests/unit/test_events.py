@@ -250,6 +250,11 @@ BAD_EVENTS = [
                  Reason.TOO_LARGE, id="message-too-large"),
     pytest.param(b"\xff" * 300, EventRules(namespaces=RULES.namespaces, max_message_bytes=256),
                  Reason.TOO_LARGE, id="size-checked-before-parsing"),
+    # a repeated key: orjson would keep the last value silently
+    pytest.param(encode(outcome())[:-1] + b',"type":"impression"}', RULES, Reason.DUPLICATE_KEY,
+                 id="repeated-top-level-key"),
+    pytest.param(encode(impression()).replace(b'"level":3', b'"level":3,"level":4'), RULES,
+                 Reason.DUPLICATE_KEY, id="repeated-nested-key"),
 ]  # fmt: skip
 
 
@@ -262,6 +267,8 @@ def test_bad_event_is_rejected_with_its_reason_code(
 
 def test_every_decoding_reason_code_is_covered_by_the_table() -> None:
     join_only = {
+        Reason.IMPLAUSIBLE_EVENT_TIME,
+        Reason.JOIN_STATE_FULL,
         Reason.DUPLICATE_IMPRESSION,
         Reason.DUPLICATE_OUTCOME,
         Reason.LATE_OUTCOME,
