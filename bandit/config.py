@@ -525,9 +525,14 @@ _SECRET_KEY = re.compile(r"pass|secret|token|credential|private|jaas|(^|_)key($|
 _FREE_FORM = (("kafka", "client"),)
 
 
+# Keys naming where a secret lives (a key file's path), not the secret itself.
+_LOCATION_KEY = re.compile(r"(file|_path|_dir|_location)$", re.I)
+
+
 def is_secret_key(name: str) -> bool:
-    """Whether a config key names a secret (password, secret, token, key, credentials...)."""
-    return bool(_SECRET_KEY.search(name))
+    """Whether a config key names a secret (password, secret, token, key, credentials...); a
+    key naming a file or path (`signing_key_file`, `ssl_keyfile`) holds a location, not one."""
+    return bool(_SECRET_KEY.search(name)) and not _LOCATION_KEY.search(name)
 
 
 def _secret_path(path: Sequence[str]) -> bool:

@@ -465,15 +465,20 @@ def _verified_files(path: Path, manifest: SnapshotManifest) -> dict[str, bytes]:
 
 
 def warm_start_state(
-    snapshot: Path, freeze: Literal["none", "unlearned_weights"] = "none"
+    snapshot: Path,
+    freeze: Literal["none", "unlearned_weights"] = "none",
+    *,
+    key: bytes | None = None,
 ) -> LearnerState:
     """A new deployment's starting state from an earlier snapshot (or a store's `LATEST`).
 
     With `freeze="unlearned_weights"` each policy model is also its own VW `--feature_mask`:
     weights the snapshot never learned (zero) stay frozen; learned ones keep updating.
+    With `key`, only a snapshot signed with it is taken.
     """
     path = Path(snapshot)
-    loaded = SnapshotStore(path).load_latest() if (path / LATEST).exists() else load_snapshot(path)
+    is_store = (path / LATEST).exists()
+    loaded = SnapshotStore(path, key=key).load_latest() if is_store else load_snapshot(path, key=key)
     if freeze not in ("none", "unlearned_weights"):
         raise SnapshotError(f"freeze must be 'none' or 'unlearned_weights', got {freeze!r}")
     state = loaded.state

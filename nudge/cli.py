@@ -248,7 +248,7 @@ def cmd_arms(args: argparse.Namespace) -> int:
     if args.snapshots:
         from bandit.snapshots import SnapshotStore
 
-        snapshot = SnapshotStore(args.snapshots).load_latest()
+        snapshot = SnapshotStore(args.snapshots, key=_snapshot_key(cfg)).load_latest()
         arms, pruning, source = (
             snapshot.state.arms,
             snapshot.state.pruning,

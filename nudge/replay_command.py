@@ -17,6 +17,7 @@ import orjson
 
 from bandit.config import Config, load_config
 from bandit.errors import NudgeError, UsageError
+from bandit.snapshots import signing_key
 from replay.candidates import (
     AlwaysSend,
     BestUniform,
@@ -350,7 +351,8 @@ def _build(
         return ProgressiveVW(config, mode=cast(_VWMode, rest or "pmf"), progress=progress, **named)
     if kind == "snapshot":
         directory, _, given = rest.rpartition(":") if rest.endswith(_MODES) else (rest, "", "pmf")
-        return SnapshotPolicy(directory, mode=cast(_SnapshotMode, given or "pmf"), **named)
+        key = signing_key(config.snapshots.signing_key_file)
+        return SnapshotPolicy(directory, mode=cast(_SnapshotMode, given or "pmf"), key=key, **named)
     if kind == "external":
         _readable("--policy external:", Path(rest))
         return load_external(rest, data, name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +22,7 @@ from bandit.errors import InvalidFeedback, NudgeError
 from bandit.events import Impression, OutcomeLabel
 from bandit.join import JoinedEvent
 from bandit.learning import OnlineLearner
-from bandit.snapshots import LATEST, warm_start_state
+from bandit.snapshots import LATEST, signing_key, warm_start_state
 from replay.candidates import check_probabilities
 from replay.logged import LoggedData
 from replay.progress import Progress
@@ -86,6 +86,7 @@ class SnapshotPolicy:
     directory: Path | str
     mode: SnapshotMode = "pmf"
     name: str = ""  # default: "<directory name>:<mode>"
+    key: bytes | None = field(default=None, repr=False)  # refuse snapshots not signed with it
 
     def __post_init__(self) -> None:
         _check_mode("SnapshotPolicy", self.mode, ("pmf", "greedy", "deployed"))
@@ -96,7 +97,8 @@ class SnapshotPolicy:
     def decider(self) -> Iterator[Decider]:
         """A decider on the snapshot (the newest, for a store), closed afterwards."""
         path = Path(self.directory)
-        decider = Decider(path) if (path / LATEST).exists() else Decider.from_snapshot(path)
+        store = (path / LATEST).exists()
+        decider = Decider(path, key=self.key) if store else Decider.from_snapshot(path, key=self.key)
         try:
             yield decider
         finally:
@@ -136,7 +138,8 @@ def _fresh_learner(config: Config, data: LoggedData) -> OnlineLearner:
     no outcome model and no pruning, which do not change the policy's pmf."""
     learner_config = config.learner.model_copy(update={"outcome_model": False})
     warm = config.learner.warm_start
-    state = warm_start_state(warm.snapshot, warm.freeze) if warm is not None else None
+    key = signing_key(config.snapshots.signing_key_file) if warm is not None else None
+    state = warm_start_state(warm.snapshot, warm.freeze, key=key) if warm is not None else None
     return OnlineLearner(
         learner_config, state=state, none_action=data.none_action or config.rewards.none_action
     )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from bandit.atomic_dir import FileOps
+from bandit.atomic_dir import FileOps, probe_writable
 from bandit.config import Config
 from bandit.decoding import decode_message
 from bandit.envelopes import Envelope, Rejected
@@ -30,7 +30,7 @@ from bandit.events import Impression, decode_event
 from bandit.join import RewardJoin
 from bandit.learning import OnlineLearner
 from bandit.ports import Clock, MessageSink, RecordSource
-from bandit.snapshots import SnapshotStore, pack_snapshot, warm_start_state
+from bandit.snapshots import SnapshotStore, pack_snapshot, signing_key, warm_start_state
 from bandit.state import LearnerState
 from bandit.watermarks import EventTimeGuard, WatermarkTracker
 from streams.checkpoints import Checkpoint, CheckpointStore
@@ -87,12 +87,22 @@ class StreamLearner:
         self.store = CheckpointStore(
             config.checkpoint.directory, config.checkpoint.keep, file_ops
         )
+        # Fail at start, in one line, on a directory this process cannot write or a checkpoint
+        # directory another consumer holds; the lock is released when run() returns.
+        probe_writable(config.snapshots.directory, "snapshots.directory")
+        self.store.open_for_writing()
+        try:
+            restored = self.store.restore()  # a corrupt newest: the newest whole one, loudly
+        except BaseException:
+            self.store.close()
+            raise
         self._stop = threading.Event()
-        ckpt = self.store.latest()
+        ckpt = restored.checkpoint
         self.sequence = ckpt.sequence if ckpt else 0
         self.offsets: dict[str, int] = dict(ckpt.offsets) if ckpt else {}
         self.stats = ConsumerStats.from_json(ckpt.stats) if ckpt else ConsumerStats()
         self.stats.starts += 1
+        self.stats.checkpoint_fallbacks += len(restored.skipped)
         join_state = ckpt.join_state if ckpt else {}
         self.join = RewardJoin.from_state(
             join_state.get("join", {}), config.join, config.rewards, self._decode_saved,
@@ -137,7 +147,8 @@ class StreamLearner:
         if warm is None:
             return None
         log.info("no checkpoint: warm start from %s (freeze: %s)", warm.snapshot, warm.freeze)
-        return warm_start_state(warm.snapshot, warm.freeze)
+        key = signing_key(self.config.snapshots.signing_key_file)
+        return warm_start_state(warm.snapshot, warm.freeze, key=key)
 
     def _decode_saved(self, raw: bytes) -> Any:
         return decode_event(raw, self.rules)
@@ -177,6 +188,7 @@ class StreamLearner:
                 self.snapshot_sink.close()
             self.source.close()
             self.learner.close()
+            self.store.close()  # the directory's lock
         return self.stats
 
     def _loop(self, options: RunOptions) -> bool:

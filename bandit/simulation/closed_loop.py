@@ -31,7 +31,7 @@ from bandit.events import OutcomeLabel, timestamp_text
 from bandit.learning import OnlineLearner
 from bandit.ports import MessageSink
 from bandit.simulation.world import MESSAGE_FEATURES, Trigger, World
-from bandit.snapshots import SnapshotStore
+from bandit.snapshots import SnapshotStore, signing_key
 from bandit.state import LearnerState
 
 log = logging.getLogger("nudge.loop")
@@ -129,13 +129,14 @@ class ClosedLoop:
         self._sequence = 0
 
     def run(self, report: Callable[[RoundReport], None]) -> list[RoundReport]:
-        store = SnapshotStore(self.config.snapshots.directory, self.config.snapshots.keep)
+        key = signing_key(self.config.snapshots.signing_key_file)
+        store = SnapshotStore(self.config.snapshots.directory, self.config.snapshots.keep, key=key)
         if store.latest_pointer() is None:
             name = initial_snapshot(self.config, self.world, store)
             log.info("no snapshot yet: starting from the untrained policy %s (uniform)", name)
         reports: list[RoundReport] = []
         producer = self.sink
-        decider = Decider(store.directory, seed=self.options.seed)
+        decider = Decider(store.directory, seed=self.options.seed, key=key)
         decider.watch(self.options.watch_interval_s)
         try:
             for r in range(1, self.options.rounds + 1):
