@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -37,6 +38,7 @@ from bandit.exploration import (
     Exploration,
     with_default_algorithm,
 )
+from bandit.vw_io_flags import io_problem
 
 ENV_PREFIX = "NUDGE_"
 
@@ -160,7 +162,7 @@ class JoinConfig(_Section):
         "is held until jump_confirm_records records of its partition agree",
     )  # fmt: skip
     jump_confirm_records: int = Field(
-        3, ge=1, le=100, description="records of one partition that confirm a jump ahead "
+        3, ge=2, le=100, description="records of one partition that confirm a jump ahead "
         "(the held record and the later ones at or after it)",
     )  # fmt: skip
     max_event_age_s: float = Field(
@@ -173,8 +175,8 @@ class JoinConfig(_Section):
         "dead-lettered",
     )  # fmt: skip
     max_learned_ids: int = Field(2_000_000, ge=1_000)
-    max_pending_impressions: int = Field(50_000, ge=1)
-    max_pending_bytes: int = Field(64 * 1024 * 1024, ge=65_536)
+    max_pending_impressions: int = Field(20_000, ge=1)
+    max_pending_bytes: int = Field(32 * 1024 * 1024, ge=65_536)
     max_waiting_outcomes: int = Field(20_000, ge=1)
     max_waiting_bytes: int = Field(8 * 1024 * 1024, ge=65_536)
 
@@ -255,6 +257,14 @@ class LearnerConfig(_Section):
         False, description="also learn P(helpful/not helpful/ignored), for decision rule send_rule"
     )
     warm_start: WarmStartConfig | None = None
+
+    @field_validator("vw_args")
+    @classmethod
+    def _no_file_or_socket_flags(cls, vw_args: str) -> str:
+        problem = io_problem(vw_args)  # --readable_model PATH, -p PATH, --daemon ...
+        if problem is not None:
+            raise ValueError(problem)
+        return vw_args
 
     @model_validator(mode="before")
     @classmethod

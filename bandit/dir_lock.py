@@ -86,8 +86,7 @@ class DirectoryLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             raise StorageError(
-                f"{self.setting} {self.directory}: cannot write {self.path}: "
-                f"{os_error_text(exc)}"
+                f"{self.setting} {self.directory}: cannot write {self.path}: {os_error_text(exc)}"
             ) from exc
         self._fd = fd
         return self

@@ -315,10 +315,10 @@ def _refuse_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _check_unique_keys(raw: bytes, data: dict[str, Any]) -> None:
     """Refuse a JSON object with a repeated key (orjson silently keeps the last value).
 
-    Fast path (~0.5 µs): orjson's own serialization of what it parsed never repeats a key, so
-    when it equals `raw` byte for byte (compact JSON, as orjson and most producers write it)
-    there was no repeat. Otherwise (whitespace, other float or escape spellings) the stdlib
-    parser checks every object's pairs (~11 µs for a 350-byte impression).
+    Fast path (~1 µs for an 850-byte impression): orjson's own serialization of what it parsed
+    never repeats a key, so when it equals `raw` byte for byte (compact JSON, as orjson and
+    most producers write it) there was no repeat. Otherwise (whitespace, other float or escape
+    spellings) the stdlib parser checks every object's pairs (~18 µs for that impression).
     """
     if orjson.dumps(data) == raw:
         return

@@ -96,7 +96,9 @@ class RewardJoin:
         self._pending: dict[str, _Pending] = {}
         self._waiting: dict[str, list[Envelope[Outcome]]] = {}
         self._closed: dict[str, _Closed] = {}
-        self._pending_heap: list[tuple[float, str]] = []
+        # (window end, arrival number, id): the oldest first, equal ends in arrival order
+        self._pending_heap: list[tuple[float, int, str]] = []
+        self._arrivals = 0
         self._waiting_heap: list[tuple[float, str]] = []
         self._closed_heap: list[tuple[float, str]] = []
         self._learned = LearnedIds(config.max_event_age_s, config.max_learned_ids)
@@ -151,7 +153,8 @@ class RewardJoin:
             if deadline <= self.watermark:
                 self._settle(pending)
             else:
-                heapq.heappush(self._pending_heap, (deadline, imp.event_id))
+                self._arrivals += 1
+                heapq.heappush(self._pending_heap, (deadline, self._arrivals, imp.event_id))
         self._limit_pending()
 
     def _add_outcome(self, env: Envelope[Outcome]) -> None:
@@ -221,7 +224,7 @@ class RewardJoin:
             len(self._pending) > cfg.max_pending_impressions
             or self.pending_bytes > cfg.max_pending_bytes
         ):
-            _, event_id = heapq.heappop(self._pending_heap)
+            _, _, event_id = heapq.heappop(self._pending_heap)
             pending = self._pending.get(event_id)
             if pending is not None:
                 self._settle(pending, early=True)
@@ -287,7 +290,7 @@ class RewardJoin:
 
     def _expire(self, watermark: float) -> None:
         while self._pending_heap and self._pending_heap[0][0] <= watermark:
-            _, event_id = heapq.heappop(self._pending_heap)
+            _, _, event_id = heapq.heappop(self._pending_heap)
             pending = self._pending.get(event_id)
             if pending is not None:
                 self._settle(pending)
@@ -395,7 +398,8 @@ class RewardJoin:
             pending = _Pending(ev.event_id, ev.ts, ev.trigger, imp.raw, imp.source, kept, outcomes)
             join._pending[ev.event_id] = pending
             join.pending_bytes += pending.size
-            heapq.heappush(join._pending_heap, (ev.ts + join._window, ev.event_id))
+            join._arrivals += 1
+            heapq.heappush(join._pending_heap, (ev.ts + join._window, join._arrivals, ev.event_id))
         for item in state.get("waiting", []):
             env = envelope_from_state(item, decode)
             waiting = join._waiting.setdefault(env.event.event_id, [])

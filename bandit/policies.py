@@ -5,12 +5,14 @@
 Models are saved with VW's resume state (the default since VW 9), so a restored policy
 continues learning exactly where the saved one stopped (tests prove it). The outcome model
 continues approximately (VW's normalized updates under `--oaa` drift ~1e-3 after a restore).
+
+VW reads and writes models only through paths: those files live in this process's scratch
+directory (`bandit.scratch`) only while VW reads or writes them, so a killed process leaves
+no model file behind, and the next one sweeps the directory it left.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -21,13 +23,11 @@ import pylibvw  # VW's C++ extension, shipped with the vowpalwabbit package
 from vowpalwabbit import Workspace
 
 from bandit.errors import LearnerError
+from bandit.scratch import scratch_dir
 
 
 def _temp_file(data: bytes, prefix: str) -> str:
-    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".vw")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    return path
+    return str(scratch_dir().new_file(prefix, data))
 
 
 class _VowpalModel:
@@ -66,6 +66,7 @@ class _VowpalModel:
                 else ""
             )
             raise LearnerError(f"Vowpal Wabbit refused arguments {args!r}: {exc}{hint}") from exc
+        self._cleanup()  # VW has read the model and mask: the files are not needed again
         self.examples_learned = 0
 
     def _workspace(self) -> Workspace:
@@ -75,13 +76,15 @@ class _VowpalModel:
 
     def to_bytes(self) -> bytes:
         """The model with its resume state, as VW writes it to a file."""
-        fd, path = tempfile.mkstemp(prefix="nudge-save-", suffix=".vw")
-        os.close(fd)
+        path = scratch_dir().new_file("nudge-save-")
         try:
-            self._workspace().save(path)
-            return Path(path).read_bytes()
+            self._workspace().save(str(path))
+            return path.read_bytes()
+        except RuntimeError as exc:  # VW's own error, e.g. the disk is full
+            raise LearnerError(f"Vowpal Wabbit could not save the model to {path}: {exc}") from exc
         finally:
-            os.unlink(path)
+            path.unlink(missing_ok=True)
+            path.with_name(f"{path.name}.writing").unlink(missing_ok=True)  # VW's own temp name
 
     def vw_arguments(self) -> str:
         """The arguments VW is running with (including those restored from a model)."""

@@ -60,7 +60,7 @@ class WatermarkTracker:
 
 @dataclass(slots=True)
 class _Held:
-    """A record ahead of every plausible event time, waiting for its partition to agree."""
+    """A record whose time is not plausible yet, waiting for its partition's later records."""
 
     envelope: Envelope[Any]
     seq: int
@@ -96,9 +96,9 @@ class EventTimeGuard:
         max_age_s: float,
         max_ahead_of_wall_clock_s: float | None = None,
     ) -> None:
-        if max_future_skew_s <= 0 or max_age_s <= 0 or confirm_records < 1:
+        if max_future_skew_s <= 0 or max_age_s <= 0 or confirm_records < 2:
             raise ValueError(
-                f"need max_future_skew_s > 0, max_age_s > 0 and confirm_records >= 1, got "
+                f"need max_future_skew_s > 0, max_age_s > 0 and confirm_records >= 2, got "
                 f"{max_future_skew_s}, {max_age_s}, {confirm_records}"
             )
         self.max_future_skew_s = max_future_skew_s
@@ -196,7 +196,7 @@ class EventTimeGuard:
         """Let through every held record within reach of the reference (which they may move
         further); dead-letter those now too far behind it."""
         released: list[_Held] = []
-        moved = True
+        moved = any(self._held.values())
         while moved:
             moved = False
             for held in self._held.values():

@@ -35,7 +35,6 @@ from kafka.errors import (
     UnsupportedSaslMechanismError,
 )
 from kafka.net.sasl import SASL_MECHANISMS
-from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 from kafka.structs import OffsetAndMetadata
 
 from bandit.config import KafkaConfig, is_secret_key, mask_secrets, secret_values
@@ -49,10 +48,15 @@ def _keep_bytes_read_with_the_close() -> None:
     """kafka-python 3.0 drops the bytes a socket read returned together with the peer's close
     (the read's error wins). A broker refusing a login sends its answer and closes at once, so
     the refusal was lost on most attempts and a wrong password read as an unreachable broker.
-    Hand those bytes on first; the close is read again by the next read."""
+    Hand those bytes on first; the close is read again by the next read. (Skipped if a later
+    kafka-python moved these internals.)"""
+    try:
+        from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
+    except ImportError:
+        return
     for transport in (KafkaTCPTransport, KafkaSSLTransport):
-        read = transport.__dict__["_sock_recv"]
-        if getattr(read, "keeps_bytes", False):
+        read = transport.__dict__.get("_sock_recv")
+        if read is None or getattr(read, "keeps_bytes", False):
             continue
 
         def _sock_recv(self: Any, _read: Any = read) -> tuple[bytes, Exception | None]:
@@ -64,6 +68,7 @@ def _keep_bytes_read_with_the_close() -> None:
 
 
 _keep_bytes_read_with_the_close()
+
 _Client = TypeVar("_Client", KafkaAdminClient, KafkaConsumer, KafkaProducer)
 _CLIENTS: tuple[type[Any], ...] = (KafkaAdminClient, KafkaConsumer, KafkaProducer)
 # Integer settings whose kafka-python default is None (the operating system's buffer size).

@@ -55,6 +55,7 @@ class ConsumerStats:
     snapshots: int = 0
     snapshot_sequence: int = 0  # of the last published snapshot: numbering never goes back
     starts: int = 0
+    checkpoint_fallbacks: int = 0  # corrupt checkpoints passed over at a start for an older one
     ledger: Ledger = field(default_factory=Ledger)
 
     def record_learned(self, event: JoinedEvent) -> None:
@@ -94,5 +95,6 @@ class ConsumerStats:
             snapshots=data.get("snapshots", 0),
             snapshot_sequence=data.get("snapshot_sequence", 0),
             starts=data["starts"],
+            checkpoint_fallbacks=data.get("checkpoint_fallbacks", 0),
             ledger=Ledger(int(ledger.get("count", 0)), int(ledger.get("digest", "0"), 16)),
         )

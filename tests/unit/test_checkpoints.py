@@ -216,6 +216,7 @@ def test_format_1_checkpoint_gives_every_scope_the_global_vw_arguments(tmp_path:
                      "arms", "pruning"}
     }  # fmt: skip
     (path / "state.json").write_bytes(orjson.dumps({**format_1, "format": 1}))
+    (path / "manifest.json").unlink()  # formats 1 and 2 wrote none
 
     loaded = store.latest()
 

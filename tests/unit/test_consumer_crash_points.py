@@ -61,7 +61,9 @@ def _store_steps(store: str, files: tuple[str, ...], pointer: str) -> list[str]:
 
 CYCLE: tuple[str, ...] = (
     "producer flush",
-    *_store_steps("checkpoint", ("models/policy-0000.vw", "state.json"), "CURRENT"),
+    *_store_steps(
+        "checkpoint", ("models/policy-0000.vw", "state.json", "manifest.json"), "CURRENT"
+    ),
     "source commit",
     *_store_steps(
         "snapshot",

@@ -201,10 +201,18 @@ def test_a_fresh_state_restores_a_fresh_guard() -> None:
     [
         ({"max_future_skew_s": 0.0}, "max_future_skew_s > 0"),
         ({"max_age_s": -1.0}, "max_age_s > 0"),
-        ({"confirm_records": 0}, "confirm_records >= 1"),
+        ({"confirm_records": 1}, "confirm_records >= 2"),
     ],
 )
 def test_bad_settings_are_refused_naming_them(kwargs: dict[str, Any], message: str) -> None:
     args: dict[str, Any] = {"max_future_skew_s": SKEW, "confirm_records": K, "max_age_s": AGE}
     with pytest.raises(ValueError, match=message):
         EventTimeGuard(**{**args, **kwargs})
+
+
+def test_with_two_confirming_records_one_agreeing_later_record_is_enough() -> None:
+    g = EventTimeGuard(SKEW, 2, AGE)
+    assert run(g, record(T0)) == ([], [])
+    assert run(g, record(T0 + 1)) == ([T0, T0 + 1], [])
+    assert run(g, record(T0 + 5_000)) == ([], [])
+    assert run(g, record(T0 + 2), record(T0 + 3)) == ([T0 + 2, T0 + 3], [T0 + 5_000])

@@ -24,6 +24,11 @@ PURE_MODULES = (
     "bandit.pruning",
     "bandit.snapshots",
     "bandit.atomic_dir",
+    "bandit.dir_lock",
+    "bandit.scratch",
+    "bandit.vw_io_flags",
+    "bandit.learned_ids",
+    "bandit.saved",
     "replay.estimators",
 )
 HEAVY = ("vowpalwabbit", "pylibvw", "kafka")

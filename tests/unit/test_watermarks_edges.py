@@ -47,3 +47,13 @@ def test_a_new_record_restarts_the_idle_wait_of_a_caught_up_partition() -> None:
     # imp/0 quiet since 0 (idle at 5), out/0 read at 4: it holds until 9.
     assert marks.current(parts, set(parts), now=8.9) == 950.0
     assert marks.current(parts, set(parts), now=9.0) == 1000.0
+
+
+def test_a_record_whose_time_does_not_count_restarts_the_idle_wait_but_not_the_time() -> None:
+    marks = WatermarkTracker({"imp/0": 1000.0, "out/0": 900.0}, idle_s=5.0)
+    parts = ["imp/0", "out/0"]
+    marks.current(parts, set(parts), now=0.0)
+    marks.seen("out/0", now=4.0)  # e.g. held by the event-time guard
+    assert marks.highest == {"imp/0": 1000.0, "out/0": 900.0}
+    assert marks.current(parts, set(parts), now=8.9) == 900.0  # out/0 busy until 9
+    assert marks.current(parts, set(parts), now=9.0) == 1000.0
