@@ -20,6 +20,7 @@ from bandit.events import timestamp_text
 
 if TYPE_CHECKING:
     from bandit.simulation.closed_loop import RoundReport
+    from streams.checkpoints import Checkpoint
 
 WHY_ORDER = ("exploit", "explore", "forced", "cold_start", "retest")
 
@@ -119,17 +120,26 @@ def cmd_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latest_checkpoint(cfg: Config, alternative: str = "") -> Checkpoint:
+    """The newest whole checkpoint of `cfg`, or an error saying how to make one."""
+    from streams.checkpoints import CheckpointStore
+
+    ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
+    if ckpt is None:
+        raise NudgeError(
+            f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first{alternative}"
+        )
+    return ckpt
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from bandit.learning import OnlineLearner
     from bandit.simulation.scoring import score_decider, score_learner
     from bandit.simulation.world import World
     from bandit.snapshots import SnapshotStore
-    from streams.checkpoints import CheckpointStore
 
     cfg = _config(args)
-    ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
-    if ckpt is None:
-        raise NudgeError(f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first")
+    ckpt = _latest_checkpoint(cfg)
     learner = OnlineLearner(cfg.learner, state=ckpt.learner)
     world = World(args.seed, cfg.simulator.learners, cfg.simulator.courses)
     learner_scores = score_learner(world, learner, cfg, args.decisions, args.seed + 1000)
@@ -178,12 +188,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bandit.snapshots import SnapshotStore
-    from streams.checkpoints import CheckpointStore
 
     cfg = _config(args)
-    ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
-    if ckpt is None:
-        raise NudgeError(f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first")
+    ckpt = _latest_checkpoint(cfg)
     out = args.out or cfg.snapshots.directory
     store = SnapshotStore(out, cfg.snapshots.keep)
     name = store.publish(cfg, ckpt.learner, ckpt.offsets, int(ckpt.stats["learned"]))
@@ -241,7 +248,6 @@ def _arms_rows(
 
 
 def cmd_arms(args: argparse.Namespace) -> int:
-    from streams.checkpoints import CheckpointStore
 
     cfg = _config(args)
     rule, none_action = cfg.pruning, cfg.rewards.none_action
@@ -255,12 +261,7 @@ def cmd_arms(args: argparse.Namespace) -> int:
             snapshot.manifest.policy_id,
         )
     else:
-        ckpt = CheckpointStore(cfg.checkpoint.directory).latest()
-        if ckpt is None:
-            raise NudgeError(
-                f"no checkpoint in {cfg.checkpoint.directory}: run `nudge consume` first "
-                "(or pass --snapshots DIR)"
-            )
+        ckpt = _latest_checkpoint(cfg, " (or pass --snapshots DIR)")
         arms, pruning = ckpt.learner.arms, ckpt.learner.pruning
         source = f"checkpoint {ckpt.sequence}"
     rows = _arms_rows(arms, pruning, rule, none_action)
