@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.integration import cli_runs
 
 pytestmark = pytest.mark.kafka
 
@@ -29,30 +27,13 @@ def sasl_port() -> int:
 
 
 def write_config(tmp_path: Path, bootstrap: str, **client: str) -> Path:
-    run = f"it-{uuid.uuid4().hex[:10]}"
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["kafka"].update(
-        bootstrap_servers=bootstrap, connect_timeout_s=TIMEOUT_S, client=client,
-        impressions_topic=f"{run}.impressions", outcomes_topic=f"{run}.outcomes",
-        dead_letter_topic=f"{run}.dead-letters", group_id=run,
-    )  # fmt: skip
-    data["checkpoint"]["directory"] = str(tmp_path / "checkpoints")
-    data["snapshots"].update(directory=str(tmp_path / "snapshots"), kafka_topic=f"{run}.snaps")
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return cli_runs.write_config(tmp_path, bootstrap, TIMEOUT_S, client)
 
 
 def nudge(
     *args: str, config: Path, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "nudge.cli", *args, "--config", str(config)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})},
-    )  # fmt: skip
-    return done, time.monotonic() - started
+    return cli_runs.nudge(*args, config=config, env=env, timeout_s=120)
 
 
 KAFKA_COMMANDS = [

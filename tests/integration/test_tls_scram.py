@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import orjson
 import pytest
-import yaml
+
+from tests.integration import cli_runs
 
 pytestmark = pytest.mark.kafka
 
@@ -48,35 +45,15 @@ def sasl_ssl(broker: str) -> str:
 
 def write_config(tmp_path: Path) -> Path:
     """config.yaml with fresh topics and the client settings of the README's SASL_SSL example."""
-    run = f"it-{uuid.uuid4().hex[:10]}"
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["kafka"].update(
-        bootstrap_servers=BOOTSTRAP, connect_timeout_s=CONNECT_TIMEOUT_S,
-        client={
-            "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_plain_username": SCRAM_USER, "sasl_plain_password": SCRAM_PASSWORD,
-            "ssl_cafile": str(CA_FILE),
-        },
-        impressions_topic=f"{run}.impressions", outcomes_topic=f"{run}.outcomes",
-        dead_letter_topic=f"{run}.dead-letters", group_id=run,
-    )  # fmt: skip
-    data["checkpoint"]["directory"] = str(tmp_path / "checkpoints")
-    data["snapshots"].update(directory=str(tmp_path / "snapshots"), kafka_topic=f"{run}.snaps")
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    client = {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": SCRAM_USER, "sasl_plain_password": SCRAM_PASSWORD,
+        "ssl_cafile": str(CA_FILE),
+    }  # fmt: skip
+    return cli_runs.write_config(tmp_path, BOOTSTRAP, CONNECT_TIMEOUT_S, client)
 
 
-def nudge(
-    *args: str, config: Path, env: dict[str, str] | None = None
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "nudge.cli", *args, "--config", str(config)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})},
-    )  # fmt: skip
-    return done, time.monotonic() - started
+nudge = cli_runs.nudge
 
 
 def test_the_listener_serves_tls_for_127_0_0_1_with_a_certificate_of_the_local_ca(
