@@ -11,36 +11,15 @@ import orjson
 import pytest
 
 from bandit.config import KafkaConfig
-from bandit.events import timestamp_text
 from streams.kafka_io import Producer, ensure_topics, read_topic
 from streams.stats import Ledger
+from tests.unit.unattended_fixtures import impression, outcome
 
 pytestmark = pytest.mark.kafka
 
 T0 = datetime.fromisoformat("2026-01-05T08:00:00+00:00").timestamp()
 YEAR_2030 = datetime.fromisoformat("2030-01-01T00:00:00+00:00").timestamp()
 YEAR_9999 = datetime.fromisoformat("9999-12-31T23:00:00+00:00").timestamp()
-
-
-def impression(event_id: str, ts: float) -> bytes:
-    return orjson.dumps(
-        {
-            "type": "impression", "event_id": event_id, "timestamp": timestamp_text(ts),
-            "trigger": "B/quiz-3/quiz-failed", "learner_id": "u000001",
-            "context": {"learner": {"country": "PE", "prior_ctr": 0.12}},
-            "actions": [{"id": "hint", "features": {"kind": "hint"}},
-                        {"id": "none", "features": {"kind": "none"}}],
-            "chosen": "hint", "probability": 0.5, "pmf": [0.5, 0.5],
-            "policy_version": "uniform-random",
-        }
-    )  # fmt: skip
-
-
-def outcome(event_id: str, ts: float) -> bytes:
-    return orjson.dumps(
-        {"type": "outcome", "event_id": event_id, "timestamp": timestamp_text(ts),
-         "trigger": "B/quiz-3/quiz-failed", "outcome": "helpful"}
-    )  # fmt: skip
 
 
 def pairs(n: int, start: float, prefix: str) -> list[tuple[str, bytes]]:
