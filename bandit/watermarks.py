@@ -13,6 +13,9 @@ from bandit.events import Event, Reason, timestamp_text
 from bandit.saved import envelope_from_state, envelope_state
 
 _NEG_INF = float("-inf")
+# 0001-01-01T00:00:00Z, the earliest time `timestamp_text` can show: a valid RFC 3339 time on
+# that day with an offset east of UTC (+01:00) decodes to a time before it.
+_YEAR_1 = -62_135_596_800.0
 
 
 class WatermarkTracker:
@@ -71,10 +74,12 @@ class _Held:
 class EventTimeGuard:
     """Lets through records whose event time is plausible; holds or dead-letters the rest.
 
-    `reference` is the highest event time let through on any partition (unknown at first).
-    A record is
+    Each partition has its own reference: the highest event time let through on it (unknown
+    at first). Partitions are judged apart because they legitimately run apart in event time:
+    catching up on a backlog, Kafka fills a poll by bytes, so a topic of small records reads
+    hours of event time ahead of one of large records. A record is
     - too old, and dead-lettered at once, when more than `max_age_s` behind the reference
-      (the join could no longer tell whether it was learned before);
+      (the join could no longer tell whether it was learned before, nor match it);
     - plausible, and let through at once, when at most `max_future_skew_s` ahead of it;
     - otherwise held. Each later record of the same partition votes on it: it agrees when
       its time is between `max_future_skew_s` before and `max_age_s` after the held one.
@@ -82,8 +87,8 @@ class EventTimeGuard:
       later records agree and more agree than disagree: a genuine gap in traffic, or the
       first records of a stream; it is dead-lettered once `confirm_records` disagree and at
       least as many disagree as agree: a lone clock far off.
-    When the reference moves, every held record within reach is let through, in arrival
-    order. Records the guard holds never reach the watermark or the join. With
+    When a reference moves, every held record of that partition within reach is let through,
+    in arrival order. Records the guard holds never reach the watermark or the join. With
     `max_ahead_of_wall_clock_s` (off by default: replays and simulations run event time
     ahead of the wall clock) a record that far ahead of the caller's wall time is
     dead-lettered at once. Pure: the wall time, when used, is passed in.
@@ -105,7 +110,7 @@ class EventTimeGuard:
         self.confirm_records = confirm_records
         self.max_age_s = max_age_s
         self.max_ahead_of_wall_clock_s = max_ahead_of_wall_clock_s
-        self.reference = _NEG_INF
+        self._references: dict[str, float] = {}
         self._held: dict[str, list[_Held]] = {}
         self._seq = 0
 
@@ -118,6 +123,15 @@ class EventTimeGuard:
             config.max_event_age_s,
             config.max_ahead_of_wall_clock_s,
         )
+
+    @property
+    def reference(self) -> float:
+        """The highest reference of any partition (-inf before anything was let through)."""
+        return max(self._references.values(), default=_NEG_INF)
+
+    def reference_of(self, partition: str) -> float:
+        """The highest event time let through on `partition` (-inf before any)."""
+        return self._references.get(partition, _NEG_INF)
 
     @property
     def held(self) -> int:
@@ -134,9 +148,10 @@ class EventTimeGuard:
         if bound is not None and wall_time is not None and ts > wall_time + bound:
             ahead = ts - wall_time
             return [], [_implausible(envelope, f"{ahead:.0f}s ahead of the wall clock")]
-        if ts < self.reference - self.max_age_s:
-            return [], [self._too_old(envelope)]
         partition = envelope.source.partition_key
+        reference = self.reference_of(partition)
+        if ts < reference - self.max_age_s:
+            return [], [self._too_old(envelope, reference)]
         held = self._held.setdefault(partition, [])
         for h in held:
             lag = h.envelope.event.ts - ts
@@ -146,16 +161,17 @@ class EventTimeGuard:
                 h.disagree += 1
         self._seq += 1
         released: list[_Held] = []
-        if ts <= self.reference + self.max_future_skew_s:
-            self.reference = max(self.reference, ts)
+        if ts <= reference + self.max_future_skew_s:
+            self._references[partition] = max(reference, ts)
             released.append(_Held(envelope, self._seq))
         else:
             held.append(_Held(envelope, self._seq))
         need = self.confirm_records - 1
         for h in list(held):
             if h.agree >= need and h.agree > h.disagree:
-                self.reference = max(self.reference, h.envelope.event.ts)
-        released += self._release(rejected)
+                confirmed = h.envelope.event.ts
+                self._references[partition] = max(self.reference_of(partition), confirmed)
+        released += self._release(partition, rejected)
         for h in list(held):
             if h.disagree >= self.confirm_records and h.disagree >= h.agree:
                 held.remove(h)
@@ -171,53 +187,62 @@ class EventTimeGuard:
         return [h.envelope for h in released], rejected
 
     def close(self) -> tuple[list[Envelope[Any]], list[Rejected]]:
-        """End of a bounded input: what is still held is dead-lettered, unconfirmed; but if
-        nothing was ever confirmed, the held record most agreed with sets the reference."""
+        """End of a bounded input, where no later record will vote: a held record at most
+        `max_age_s` ahead of its partition's reference is believed (sparse traffic: hours
+        between records), in arrival order; one further ahead (a clock years off) is
+        dead-lettered. A partition with no reference yet takes it from its held record most
+        agreed with."""
         rejected: list[Rejected] = []
-        waiting = [h for held in self._held.values() for h in held]
-        if self.reference == _NEG_INF and waiting:
-            best = max(waiting, key=lambda h: (h.agree - h.disagree, -h.seq))
-            self.reference = best.envelope.event.ts
-        released = self._release(rejected)
+        released: list[_Held] = []
+        for partition, waiting in self._held.items():
+            if self.reference_of(partition) == _NEG_INF and waiting:
+                best = max(waiting, key=lambda h: (h.agree - h.disagree, -h.seq))
+                self._references[partition] = best.envelope.event.ts
+            released += self._release(partition, rejected, reach=self.max_age_s)
         for held in self._held.values():
             for h in held:
                 rejected.append(
                     _implausible(
                         h.envelope,
-                        f"more than {self.max_future_skew_s:.0f}s ahead of every other event "
-                        f"time when the input ended; {h.agree} later records agreed",
+                        f"more than {self.max_age_s:.0f}s ahead of the event times before it "
+                        f"when the input ended; {h.agree} later records agreed",
                     )
                 )
             held.clear()
         released.sort(key=lambda h: h.seq)
         return [h.envelope for h in released], rejected
 
-    def _release(self, rejected: list[Rejected]) -> list[_Held]:
-        """Let through every held record within reach of the reference (which they may move
-        further); dead-letter those now too far behind it."""
+    def _release(
+        self, partition: str, rejected: list[Rejected], reach: float | None = None
+    ) -> list[_Held]:
+        """Let through every held record of `partition` within `reach` (default
+        `max_future_skew_s`) ahead of its reference, which they may move further; dead-letter
+        those now too far behind it."""
+        reach = self.max_future_skew_s if reach is None else reach
         released: list[_Held] = []
-        moved = any(self._held.values())
+        held = self._held.get(partition, [])
+        moved = bool(held)
         while moved:
             moved = False
-            for held in self._held.values():
-                for h in list(held):
-                    ts = h.envelope.event.ts
-                    if ts < self.reference - self.max_age_s:
-                        held.remove(h)
-                        rejected.append(self._too_old(h.envelope))
-                    elif ts <= self.reference + self.max_future_skew_s:
-                        held.remove(h)
-                        released.append(h)
-                        if ts > self.reference:
-                            self.reference, moved = ts, True
+            for h in list(held):
+                ts, reference = h.envelope.event.ts, self.reference_of(partition)
+                if ts < reference - self.max_age_s:
+                    held.remove(h)
+                    rejected.append(self._too_old(h.envelope, reference))
+                elif ts <= reference + reach:
+                    held.remove(h)
+                    released.append(h)
+                    if ts > reference:
+                        self._references[partition], moved = ts, True
         return released
 
-    def _too_old(self, envelope: Envelope[Any]) -> Rejected:
-        behind = self.reference - envelope.event.ts
+    def _too_old(self, envelope: Envelope[Any], reference: float) -> Rejected:
+        behind = reference - envelope.event.ts
         return _implausible(
             envelope,
-            f"{behind:.0f}s behind the newest plausible event time; events more than "
-            f"{self.max_age_s:.0f}s behind are no longer joined",
+            f"{behind:.0f}s behind the newest plausible event time of "
+            f"{envelope.source.partition_key}; events more than {self.max_age_s:.0f}s behind "
+            "are no longer joined",
         )
 
     # ---- state --------------------------------------------------------------------------
@@ -225,7 +250,7 @@ class EventTimeGuard:
     def state(self) -> dict[str, Any]:
         """JSON-ready: the reference and the held records (bytes, source, votes)."""
         return {
-            "reference": None if self.reference == _NEG_INF else self.reference,
+            "references": dict(self._references),
             "held": [
                 [envelope_state(h.envelope), h.seq, h.agree, h.disagree]
                 for held in self._held.values()
@@ -240,8 +265,9 @@ class EventTimeGuard:
     ) -> EventTimeGuard:
         """Rebuild a guard saved by `state()` (an empty state: a fresh guard)."""
         guard = cls.for_join(config)
-        reference = state.get("reference")
-        guard.reference = _NEG_INF if reference is None else float(reference)
+        # A guard saved with one reference for all partitions (before they were judged apart)
+        # restarts with none: each partition's next records set its own.
+        guard._references = {k: float(v) for k, v in state.get("references", {}).items()}
         guard._seq = int(state.get("seq", 0))
         for item, seq, agree, disagree in state.get("held", []):
             env = envelope_from_state(item, decode)
@@ -254,7 +280,7 @@ def _implausible(envelope: Envelope[Any], why: str) -> Rejected:
     ts = envelope.event.ts
     return Rejected(
         Reason.IMPLAUSIBLE_EVENT_TIME.value,
-        f"event time {timestamp_text(ts) if abs(ts) < 2.5e11 else ts}: {why}",
+        f"event time {timestamp_text(ts) if _YEAR_1 <= ts < 2.5e11 else ts}: {why}",
         envelope.raw,
         envelope.source,
     )

@@ -126,8 +126,12 @@ class MemorySource:
     """A `RecordSource` over a `MemoryBroker`: reads every partition of `topics`.
 
     Each poll takes up to `max_poll_records`, shared out evenly over the partitions that have
-    records (in turn, so none starves). `clock`, when given, advances by the poll timeout
-    when a poll finds nothing, as a real poll blocks that long. `commits` lists every commit.
+    records (in turn, so none starves). `fetch_records` (topic -> records per partition per
+    poll) replaces that share for a topic, as Kafka's fetches are bounded by bytes, not
+    records: a topic of small messages is read many more records per poll than one of large
+    messages, so during a catch-up one topic runs ahead of the other in event time.
+    `clock`, when given, advances by the poll timeout when a poll finds nothing, as a real
+    poll blocks that long. `commits` lists every commit.
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class MemorySource:
         group: str = "nudge-learner",
         max_poll_records: int = 500,
         clock: ManualClock | None = None,
+        fetch_records: Mapping[str, int] | None = None,
     ) -> None:
         if max_poll_records < 1:
             raise ValueError(f"max_poll_records must be at least 1, got {max_poll_records}")
@@ -146,6 +151,7 @@ class MemorySource:
         self.group = group
         self.max_poll_records = max_poll_records
         self.clock = clock
+        self.fetch_records = dict(fetch_records or {})
         self.commits: list[dict[str, int]] = []
         self._positions: dict[tuple[str, int], int] = {}
         self._turn = 0
@@ -181,14 +187,17 @@ class MemorySource:
         budget = self.max_poll_records
         batch: list[Record] = []
         for topic, partition in behind[start:] + behind[:start]:
-            take = min(share, budget, self._lag((topic, partition)))
+            fixed = self.fetch_records.get(topic)
+            if fixed is None and budget == 0:
+                continue
+            take = min(share if fixed is None else fixed, self._lag((topic, partition)))
+            if fixed is None:
+                take = min(take, budget)
+                budget -= take
             position = self._positions[(topic, partition)]
             for record in self.broker.records(topic, partition)[position : position + take]:
                 batch.append((record.source, record.value))
             self._positions[(topic, partition)] = position + take
-            budget -= take
-            if budget == 0:
-                break
         return batch
 
     def lag_by_partition(self) -> dict[str, int]:

@@ -262,3 +262,26 @@ def test_waiting_outcomes_are_capped_the_longest_waiting_dead_lettered(tmp_path:
     assert reasons(dep) == {"join_state_full": 900}
     assert learner.stats.dead_letters_by_reason["join_state_full"] == 900
     assert len(dep.checkpoint().join_state["join"]["waiting"]) == 100
+
+
+def test_catching_up_a_backlog_with_one_topic_read_far_ahead_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    # Kafka bounds fetches by bytes: small outcomes come ten times as many per poll as
+    # impressions, so while catching up on 50 hours of traffic (pairs 60 s apart) the outcomes
+    # partition runs more than a day (join.max_event_age_s) ahead of the impressions one in
+    # event time. Each partition is plausible on its own: nothing may be refused as too old.
+    dep = Deployment(config(tmp_path))
+    dep.fetch_records = {IMPRESSIONS: 20, OUTCOMES: 200}
+    messages = [
+        m
+        for i in range(3000)
+        for m in (
+            (IMPRESSIONS, impression(f"b{i}", T0 + 60.0 * i)),
+            (OUTCOMES, outcome(f"b{i}", T0 + 60.0 * i + 1)),
+        )
+    ]
+    learner = dep.run(messages, gap_s=0.0)
+    assert reasons(dep) == Counter()
+    assert learner.stats.learned == 3000
+    assert learner.stats.defaulted == 0

@@ -95,8 +95,12 @@ class LiveSource(MemorySource):
         schedule: list[tuple[float, str, bytes]],
         clock: ManualClock,
         stop_when_read: bool = False,
+        fetch_records: dict[str, int] | None = None,
     ) -> None:
-        super().__init__(broker, [IMPRESSIONS, OUTCOMES], max_poll_records=40, clock=clock)
+        super().__init__(
+            broker, [IMPRESSIONS, OUTCOMES], max_poll_records=40, clock=clock,
+            fetch_records=fetch_records,
+        )  # fmt: skip
         self.schedule = schedule
         self.written = 0
         self.stop_when_read = stop_when_read
@@ -123,6 +127,7 @@ class Deployment:
     broker: MemoryBroker = field(default_factory=MemoryBroker)
     clock: ManualClock = field(default_factory=ManualClock)
     consumers: list[StreamLearner] = field(default_factory=list)
+    fetch_records: dict[str, int] = field(default_factory=dict)  # see MemorySource
 
     def __post_init__(self) -> None:
         for topic in (IMPRESSIONS, OUTCOMES):
@@ -142,8 +147,9 @@ class Deployment:
             schedule.append((wall, topic, value))
             wall += gap_s
         source = LiveSource(
-            self.broker, schedule, self.clock, stop_when_read=options.until_idle_s is None
-        )
+            self.broker, schedule, self.clock, stop_when_read=options.until_idle_s is None,
+            fetch_records=self.fetch_records,
+        )  # fmt: skip
         learner = StreamLearner(self.config, source, MemorySink(self.broker), clock=self.clock)
         source.learner = learner
         learner.run(options)
