@@ -33,7 +33,7 @@ from bandit.envelopes import Envelope, Rejected, Source
 from bandit.errors import CheckpointError
 from bandit.events import Event, Impression, Outcome, OutcomeLabel, Reason
 from bandit.learned_ids import LearnedIds
-from bandit.saved import envelope_from_state, envelope_state, message_state
+from bandit.saved import envelope_state, message_state, restore_envelope
 from bandit.watermarks import EventTimeGuard
 
 _NEG_INF = float("-inf")
@@ -390,18 +390,22 @@ class RewardJoin:
             join._learned = LearnedIds.from_state(
                 state["learned_ids"], config.max_event_age_s, config.max_learned_ids
             )
+        orphans: list[Envelope[Any]] = []
         for item in state.get("pending", []):
-            imp = envelope_from_state(item["impression"], decode)
+            imp = restore_envelope(item["impression"], decode)
+            outcomes = join._restored(item["outcomes"], decode)
+            if isinstance(imp, Rejected):  # refused by today's rules: its outcomes wait alone
+                join._rejected.append(imp)
+                orphans += outcomes
+                continue
             ev = imp.event
-            outcomes = [envelope_from_state(o, decode) for o in item["outcomes"]]
             kept = None if compact else ev
             pending = _Pending(ev.event_id, ev.ts, ev.trigger, imp.raw, imp.source, kept, outcomes)
             join._pending[ev.event_id] = pending
             join.pending_bytes += pending.size
             join._arrivals += 1
             heapq.heappush(join._pending_heap, (ev.ts + join._window, join._arrivals, ev.event_id))
-        for item in state.get("waiting", []):
-            env = envelope_from_state(item, decode)
+        for env in [*join._restored(state.get("waiting", []), decode), *orphans]:
             waiting = join._waiting.setdefault(env.event.event_id, [])
             if not waiting:
                 heapq.heappush(
@@ -411,6 +415,19 @@ class RewardJoin:
             join._waiting_count += 1
             join.waiting_bytes += len(env.raw)
         return join
+
+    def _restored(
+        self, items: list[dict[str, Any]], decode: Callable[[bytes], Event]
+    ) -> list[Envelope[Any]]:
+        """Saved messages decoded again; those today's rules refuse go to the rejected."""
+        envelopes: list[Envelope[Any]] = []
+        for item in items:
+            restored = restore_envelope(item, decode)
+            if isinstance(restored, Rejected):
+                self._rejected.append(restored)
+            else:
+                envelopes.append(restored)
+        return envelopes
 
     def reopen(self) -> list[Envelope[Any]]:
         """Take out every saved message (pending impressions with their outcomes, waiting

@@ -7,8 +7,8 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from bandit.envelopes import Envelope, Source
-from bandit.errors import CheckpointError, InvalidEvent
+from bandit.envelopes import Envelope, Rejected, Source
+from bandit.errors import InvalidEvent
 from bandit.events import Event
 
 
@@ -25,14 +25,17 @@ def envelope_state(env: Envelope[Any]) -> dict[str, Any]:
     return message_state(env.raw, env.source)
 
 
-def envelope_from_state(item: dict[str, Any], decode: Callable[[bytes], Event]) -> Envelope[Any]:
-    """A message saved by `envelope_state`, decoded again (CheckpointError if it no longer is)."""
+def restore_envelope(
+    item: dict[str, Any], decode: Callable[[bytes], Event]
+) -> Envelope[Any] | Rejected:
+    """A message saved by `envelope_state`, decoded again; a `Rejected` with the decoder's
+    reason when the current rules refuse it (the config changed since it was saved: a lower
+    limit, a namespace removed), to be dead-lettered as a fresh message would be."""
     raw = base64.b64decode(item["raw"])
     topic, partition, offset = item["source"]
+    source = Source(topic, int(partition), int(offset))
     try:
-        event = decode(raw)
+        return Envelope(decode(raw), raw, source)
     except InvalidEvent as exc:
-        raise CheckpointError(
-            f"saved message {topic}/{partition}/{offset} no longer decodes: {exc}"
-        ) from exc
-    return Envelope(event, raw, Source(topic, int(partition), int(offset)))
+        detail = f"saved in a checkpoint, refused by the current config: {exc.detail}"
+        return Rejected(exc.reason, detail, raw, source)

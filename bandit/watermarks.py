@@ -10,7 +10,7 @@ from typing import Any
 from bandit.config import JoinConfig
 from bandit.envelopes import Envelope, Rejected
 from bandit.events import Event, Reason, timestamp_text
-from bandit.saved import envelope_from_state, envelope_state
+from bandit.saved import envelope_state, restore_envelope
 
 _NEG_INF = float("-inf")
 # 0001-01-01T00:00:00Z, the earliest time `timestamp_text` can show: a valid RFC 3339 time on
@@ -112,6 +112,8 @@ class EventTimeGuard:
         self.max_ahead_of_wall_clock_s = max_ahead_of_wall_clock_s
         self._references: dict[str, float] = {}
         self._held: dict[str, list[_Held]] = {}
+        # Held records a restore found refused by the current rules, for the caller to reject.
+        self.restore_rejected: list[Rejected] = []
         self._seq = 0
 
     @classmethod
@@ -270,7 +272,10 @@ class EventTimeGuard:
         guard._references = {k: float(v) for k, v in state.get("references", {}).items()}
         guard._seq = int(state.get("seq", 0))
         for item, seq, agree, disagree in state.get("held", []):
-            env = envelope_from_state(item, decode)
+            env = restore_envelope(item, decode)
+            if isinstance(env, Rejected):  # refused by today's rules
+                guard.restore_rejected.append(env)
+                continue
             held = guard._held.setdefault(env.source.partition_key, [])
             held.append(_Held(env, int(seq), int(agree), int(disagree)))
         return guard

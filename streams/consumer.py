@@ -121,6 +121,9 @@ class StreamLearner:
             self.watermarks = WatermarkTracker(idle_s=config.join.idle_partition_s)
             for envelope in self.join.reopen():
                 self._admit(envelope)
+        # Saved messages today's rules refuse (the config changed): dead-lettered at the start
+        # of the run, as fresh ones would be; the join hands out its own at the first drain.
+        self._restore_rejected = list(self.guard.restore_rejected)
         self.learner = OnlineLearner(
             config.learner,
             state=self._initial_state(ckpt),
@@ -165,6 +168,8 @@ class StreamLearner:
     def run(self, options: RunOptions) -> ConsumerStats:
         kcfg = self.config.kafka
         try:
+            for item in self._restore_rejected:
+                self._dead_letter(item)
             self.source.assign(self.offsets)
             log.info(
                 "consuming %s from %s (%s)",

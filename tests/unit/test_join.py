@@ -626,13 +626,16 @@ def test_state_refuses_while_results_are_not_drained() -> None:
     assert join.state()["pending"] == []
 
 
-def test_from_state_reports_a_saved_message_that_no_longer_decodes() -> None:
+def test_from_state_rejects_saved_messages_the_current_rules_refuse_and_keeps_the_rest() -> None:
     join = RewardJoin(CONFIG, REWARDS)
-    join.add(impression("e1", T0))
+    feed(join, impression("e1", T0), outcome("e9", T0 + 1))  # e1 pending, e9 waiting
     state = join.state()
     strict = EventRules(frozenset())  # the "learner" namespace is no longer configured
-    with pytest.raises(CheckpointError, match="no longer decodes"):
-        RewardJoin.from_state(state, CONFIG, REWARDS, lambda raw: decode_event(raw, strict))
+    restored = RewardJoin.from_state(state, CONFIG, REWARDS, lambda raw: decode_event(raw, strict))
+    joined, rejected = restored.drain()
+    assert joined == [] and restored.pending == 0 and restored.waiting == 1
+    assert [r.reason for r in rejected] == ["unknown_namespace"]
+    assert "refused by the current config" in rejected[0].detail
 
 
 def test_restored_closed_window_is_forgotten_when_the_watermark_passes_its_retention() -> None:

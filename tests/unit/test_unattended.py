@@ -285,3 +285,23 @@ def test_catching_up_a_backlog_with_one_topic_read_far_ahead_loses_nothing(
     assert reasons(dep) == Counter()
     assert learner.stats.learned == 3000
     assert learner.stats.defaulted == 0
+
+
+def test_saved_messages_a_tightened_config_refuses_are_dead_lettered_not_a_failed_restart(
+    tmp_path: Path,
+) -> None:
+    # Reported in review: a restart with a lower limit (or a namespace removed) failed with
+    # "saved message ... no longer decodes" on every start until the config was reverted.
+    dep = Deployment(config(tmp_path))
+    dep.run([(IMPRESSIONS, impression(f"p{i}", T0 + 2.0 * i)) for i in range(5)], UNBOUNDED)
+    assert dep.checkpoint().join_state["join"]["pending"]  # open windows saved
+    tight = config(tmp_path)
+    tight = tight.model_copy(
+        update={"limits": tight.limits.model_copy(update={"max_message_bytes": 256})}
+    )
+    dep.config = tight  # the same broker and checkpoints, restarted with the new config
+    learner = dep.run([])
+    assert learner.stats.learned == 0
+    refused = [body for reason, body in dep.dead_letters() if reason == "too_large"]
+    assert len(refused) == 5
+    assert all("refused by the current config" in body["detail"] for body in refused)
