@@ -162,6 +162,7 @@ class RewardJoin:
         pending = self._pending.get(out.event_id)
         if pending is not None:
             self._attach(pending, env)
+            self._limit_pending()  # mode combine keeps the outcome's bytes in the window
             return
         closed = self._closed.get(out.event_id)
         if closed is not None:

@@ -229,3 +229,19 @@ def test_a_closed_early_window_survives_a_checkpoint_round_trip() -> None:
 def test_the_age_must_cover_what_the_join_still_uses(join: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         JoinConfig(**join)
+
+
+def test_in_mode_combine_outcome_bytes_count_against_the_pending_byte_cap() -> None:
+    # Reported in review: mode combine kept each outcome in its open window without checking
+    # the cap, so `max_pending_bytes` could be exceeded by outcomes alone.
+    imp_size, out_size = len(impression("e0", T0).raw), len(outcome("e0", T0 + 1).raw)
+    cap = 65_536
+    config = JoinConfig(mode="combine", max_pending_bytes=cap)
+    join = RewardJoin(config, REWARDS)
+    n = cap // (imp_size + out_size) + 3
+    for i in range(n):
+        join.add(impression(f"e{i}", T0 + i))
+        join.add(outcome(f"e{i}", T0 + i + 1))
+    assert join.pending_bytes <= cap
+    closed = join.drain()[0]
+    assert closed and all(j.closed_early and not j.defaulted for j in closed)
