@@ -179,6 +179,11 @@ class RewardJoin:
             else:
                 self._reject(env, Reason.LATE_OUTCOME, f"window of {out.event_id} already closed")
             return
+        if out.event_id in self._learned:  # closed so long ago that only the learned ids know
+            self._reject(
+                env, Reason.LATE_OUTCOME, f"{out.event_id} was learned long before: window closed"
+            )
+            return
         waiting = self._waiting.setdefault(out.event_id, [])
         if not waiting:
             heapq.heappush(self._waiting_heap, (out.ts + self._unmatched_wait, out.event_id))

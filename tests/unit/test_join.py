@@ -652,8 +652,11 @@ def test_restored_closed_window_is_forgotten_when_the_watermark_passes_its_reten
     resumed.advance(T0 + 220)
 
     assert resumed.state()["closed"] == []  # restored entries are pruned like live ones
-    assert feed(resumed, outcome("e1", T0 + 6)) == ([], [])  # no longer known: it waits
-    assert resumed.waiting == 1
+    # Only the learned ids remember e1 now: late, not a duplicate of its closed window.
+    _, rejected = feed(resumed, outcome("e1", T0 + 6))
+    assert [(r.reason, r.detail) for r in rejected] == [
+        ("late_outcome", "e1 was learned long before: window closed")
+    ]
 
 
 def test_restored_orphan_outcome_is_unmatched_exactly_when_the_watermark_passes_its_wait() -> None:

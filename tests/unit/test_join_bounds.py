@@ -245,3 +245,16 @@ def test_in_mode_combine_outcome_bytes_count_against_the_pending_byte_cap() -> N
     assert join.pending_bytes <= cap
     closed = join.drain()[0]
     assert closed and all(j.closed_early and not j.defaulted for j in closed)
+
+
+def test_an_outcome_for_an_impression_learned_long_ago_is_late_not_unmatched() -> None:
+    # Reported in review: once the closed window was forgotten (110 s after it ended here),
+    # an outcome for it was dead-lettered as `unmatched_outcome`; the learned ids still know it.
+    join = RewardJoin(CONFIG, REWARDS)
+    join.add(impression("e1", T0))
+    join.advance(T0 + 500)  # window closed (defaulted) and forgotten
+    join.drain()
+    join.add(outcome("e1", T0 + 520))
+    join.advance(T0 + 1000)
+    _, rejected = join.drain()
+    assert [r.reason for r in rejected] == ["late_outcome"]
