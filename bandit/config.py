@@ -10,6 +10,7 @@ field's declared type converts it (see `env_overrides`). Values under secret-loo
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import re
 import types
@@ -41,6 +42,8 @@ from bandit.exploration import (
 from bandit.vw_io_flags import io_problem
 
 ENV_PREFIX = "NUDGE_"
+# The `NUDGE_*` variables that are not `NUDGE_<SECTION>__<FIELD>` config overrides.
+STANDALONE_VARIABLES = frozenset({"NUDGE_SNAPSHOT_KEY"})  # bandit.snapshots.SIGNING_KEY_ENV
 
 
 class _Section(BaseModel):
@@ -49,6 +52,37 @@ class _Section(BaseModel):
 
 DEFAULT_MAX_REQUEST_BYTES = 1_048_576  # kafka-python's producer default, and the consumer's
 RECORD_OVERHEAD_BYTES = 4096  # a dead letter's key, headers and batch framing, generously
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _broker_problem(entry: str) -> str | None:
+    """What is wrong with one `bootstrap_servers` entry as kafka-python reads it (`host`,
+    `host:port`, an IPv6 literal, `[ipv6]:port`; a `PROTOCOL://` prefix ignored), or None."""
+    address = re.sub(r"^\w+://", "", entry.strip())
+    port: str | None = None
+    if not address:
+        return "an empty entry"
+    if address.startswith("["):
+        host, bracket, rest = address[1:].partition("]")
+        if not bracket or not _is_ipv6(host) or (rest and not rest.startswith(":")):
+            return f"{address!r} is not [IPv6 address] or [IPv6 address]:port"
+        port = rest[1:] if rest else None
+    elif not _is_ipv6(address):
+        host, colon, after = address.rpartition(":")
+        host, port = (host, after) if colon else (address, None)
+        if not _HOST_NAME.match(host):
+            return f"{host!r} is not a host name or IP address"
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return f"port {port!r} of {address!r} is not a number from 1 to 65535"
+    return None
 
 
 class KafkaConfig(_Section):
@@ -77,6 +111,15 @@ class KafkaConfig(_Section):
     dead_letter_backoff_ms: int = Field(
         500, ge=0, le=60_000, description="wait before the 2nd try, doubling after each (≤ 30 s)"
     )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap_servers(cls, servers: str) -> str:
+        problems = [_broker_problem(entry) for entry in servers.split(",")]
+        problem = "no broker" if not servers.strip() else next(filter(None, problems), None)
+        if problem:
+            raise ValueError(f"{problem}: give host:port[,host:port...], e.g. 127.0.0.1:9092")
+        return servers
 
     @model_validator(mode="after")
     def _dead_letters_fit(self) -> KafkaConfig:
@@ -678,9 +721,56 @@ def _env_paths(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     }
 
 
+def _spelled_path(words: Sequence[str], path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The config path that `words` (a variable's name split at single underscores) spell,
+    longest field names first: `kafka bootstrap servers` -> ('kafka', 'bootstrap_servers')."""
+    if not words:
+        return path
+    for end in range(len(words), 0, -1):
+        name = "_".join(words[:end])
+        if _field_types(Config, (*path, name)):
+            found = _spelled_path(words[end:], (*path, name))
+            if found is not None:
+                return found
+    return None
+
+
+def _check_variable_names(environ: Mapping[str, str]) -> None:
+    """Refuse a `NUDGE_*` variable that is neither `NUDGE_<SECTION>__<FIELD>` nor a standalone
+    variable (a misspelling would otherwise be ignored), suggesting the right spelling."""
+    problems = []
+    for key in sorted(environ):
+        if not key.startswith(ENV_PREFIX) or "__" in key or key in STANDALONE_VARIABLES:
+            continue
+        words = [w for w in key[len(ENV_PREFIX) :].lower().split("_") if w]
+        path = _spelled_path(words) or ()
+        if len(path) == 1:
+            (section,) = _field_types(Config, path)
+            example = f"{ENV_PREFIX}{path[0]}__{next(iter(section.model_fields))}".upper()
+            problems.append(
+                f"{key}: a whole section cannot be set from one variable; set each field as "
+                f"{ENV_PREFIX}{path[0].upper()}__<FIELD>, e.g. {example}"
+            )
+        elif path:
+            problems.append(
+                f"{key}: not a nudge variable; did you mean {ENV_PREFIX}{'__'.join(path).upper()}"
+                f"? (a config field is {ENV_PREFIX}<SECTION>__<FIELD>, two underscores)"
+            )
+        else:
+            problems.append(
+                f"{key}: not a nudge variable: a config field is {ENV_PREFIX}<SECTION>__<FIELD> "
+                f"(sections: {', '.join(Config.model_fields)}); besides those nudge reads only "
+                f"{', '.join(sorted(STANDALONE_VARIABLES))}"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Nested dict of the `NUDGE_SECTION__FIELD=value` variables, each value typed by its field
-    (`_env_value`): text stays text unless the field's type needs parsing."""
+    (`_env_value`): text stays text unless the field's type needs parsing. Any other `NUDGE_*`
+    variable but the standalone ones is a `ConfigError`."""
+    _check_variable_names(environ)
     tree: dict[str, Any] = {}
     for path, key in sorted(_env_paths(environ).items()):
         node = tree

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from bandit.config import DecisionRuleConfig, DecisionsConfig
 from bandit.errors import NudgeError, SnapshotError
-from bandit.events import timestamp_text
+from bandit.events import Identifier, timestamp_text
 from bandit.learning import scope_of
 from bandit.mixture import (
     argmax,
@@ -378,6 +379,12 @@ class Decider:
         the snapshot's catalogue unless `action_features` gives them. `reactions` overrides the
         snapshot's count of the learner's logged outcomes (for cold start).
         """
+        check_identifier("trigger", trigger)
+        check_identifier("learner_id", learner_id)
+        if event_id is not None:
+            check_identifier("event_id", event_id)
+        for action in candidates or ():
+            check_identifier("candidate action", action)
         while True:
             policy = self.policy
             try:
@@ -566,6 +573,20 @@ class Decider:
 
 
 _FEATURE_NAME = re.compile(r"^[^\s|:=]{1,64}$")
+_IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
+
+
+def check_identifier(field: str, value: object) -> None:
+    """The event contract's rule for an id (`bandit.events.Identifier`), checked before
+    deciding: an impression the consumer would dead-letter as `invalid_value` is refused here."""
+    try:
+        _IDENTIFIER.validate_python(value)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"]
+        raise NudgeError(
+            f"{field} {value!r} breaks the event contract (the consumer would dead-letter the "
+            f"impression): {problem}"
+        ) from None
 
 
 def _check_context(context: Context, namespaces: frozenset[str]) -> None:

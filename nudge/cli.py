@@ -17,6 +17,15 @@ import orjson
 from bandit.config import Config, PruningConfig, config_secrets, load_config, mask_secrets
 from bandit.errors import BrokerError, NudgeError, UsageError
 from bandit.events import timestamp_text
+from nudge.arguments import (
+    OneLineParser,
+    check_output,
+    fraction,
+    non_negative_int,
+    positive_int,
+    seconds,
+    seed,
+)
 
 if TYPE_CHECKING:
     from bandit.simulation.closed_loop import RoundReport
@@ -55,6 +64,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bandit.simulation.traffic import simulate_traffic
     from bandit.simulation.world import World
 
+    if args.no_kafka and not args.out:
+        raise UsageError("--no-kafka needs --out FILE: otherwise nothing is produced")
+    check_output("--out", args.out)
     cfg = _config(args)
     started = time.monotonic()
     world = World(args.seed, cfg.simulator.learners, cfg.simulator.courses)
@@ -95,6 +107,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         ensure_topics,
     )
 
+    check_output("--stats-json", args.stats_json)
     cfg = _config(args)
     _snapshot_key(cfg)  # a bad signing key fails now, not at the first snapshot
     k = cfg.kafka
@@ -112,7 +125,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
     summary = learner.summary()
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2)
     if args.stats_json:
-        Path(args.stats_json).write_bytes(text)
+        args.stats_json.parent.mkdir(exist_ok=True)  # check_output allowed this one level
+        args.stats_json.write_bytes(text)
     logging.getLogger("nudge.consume").info(
         "done: learned=%d dead_lettered=%d pending=%d checkpoints=%d",
         summary["learned"], summary["dead_lettered"], summary["pending"], summary["checkpoints"],
@@ -308,18 +322,20 @@ def cmd_arms(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    from bandit.decisions import Decider
+    from bandit.decisions import Decider, check_identifier
 
     cfg = _config(args)
     directory = args.snapshots or cfg.snapshots.directory
+    check_identifier("--trigger", args.trigger)  # the event contract's rule, named by flag
+    check_identifier("--learner", args.learner)
+    for action in args.candidates or ():
+        check_identifier("--candidates", action)
     try:
         context = orjson.loads(args.context)
     except orjson.JSONDecodeError as exc:
         raise NudgeError(f"--context must be a JSON object of namespaces: {exc}") from None
     if not isinstance(context, dict):
         raise NudgeError('--context must be a JSON object, e.g. \'{"learner": {"novice": 1}}\'')
-    if args.repeat < 1 or (args.reactions is not None and args.reactions < 0):
-        raise UsageError("--repeat must be at least 1 and --reactions at least 0")
     decide_log = logging.getLogger("nudge.decide")
     level = decide_log.level
     if not args.verbose:  # a refused snapshot is the error raised: one line, not two
@@ -366,6 +382,8 @@ def cmd_loop(args: argparse.Namespace) -> int:
     from nudge.charts import ascii_chart, write_svg_chart
     from streams.kafka_io import Producer, end_offsets, ensure_topics
 
+    check_output("--plot", args.plot)
+    check_output("--report-json", args.report_json)
     cfg = _config(args)
     if not args.verbose:
         logging.getLogger("nudge.decide").setLevel(logging.WARNING)  # one line per reload
@@ -401,6 +419,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
         write_svg_chart(series, args.plot, "True expected reward per decision, by round")
         print(f"chart: {args.plot}")
     if args.report_json:
+        args.report_json.parent.mkdir(exist_ok=True)  # check_output allowed this one level
         args.report_json.write_bytes(
             orjson.dumps([r.as_dict() for r in reports], option=orjson.OPT_INDENT_2)
         )
@@ -408,7 +427,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="nudge",
         description="nudgebandit: learn online which nudge to send to whom, and whether to send one.",
         epilog=EPILOG,
@@ -442,17 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
         "consumer must end with (learned count, dead letters by reason).",
     )
     sim.add_argument(
-        "--events", type=int, default=20_000, help="impressions to log (default: %(default)s)"
+        "--events", type=positive_int, default=20_000,
+        help="impressions to log (default: %(default)s)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--seed", type=seed, default=7, help="world and traffic seed (default: %(default)s)"
     )
     sim.add_argument(
-        "--seed", type=int, default=7, help="world and traffic seed (default: %(default)s)"
-    )
-    sim.add_argument(
-        "--invalid-fraction", type=float, default=0.0, metavar="F",
+        "--invalid-fraction", type=fraction, default=0.0, metavar="F",
         help="share of messages corrupted on purpose, each with a known reason (default: %(default)s)",
     )  # fmt: skip
     sim.add_argument("--out", type=Path, help="also write the messages as JSON lines to this file")
-    sim.add_argument("--no-kafka", action="store_true", help="only write --out, produce nothing")
+    sim.add_argument(
+        "--no-kafka", action="store_true", help="only write --out (required then), produce nothing"
+    )
     sim.set_defaults(func=cmd_simulate)
 
     con = add(
@@ -464,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGTERM/SIGINT (which checkpoint first) unless --until-idle is given.",
     )
     con.add_argument(
-        "--until-idle", type=float, metavar="SECONDS",
+        "--until-idle", type=seconds, metavar="SECONDS",
         help="exit after this many seconds without new messages; the input is then treated as "
         "finished: open windows close with the default outcome, a final checkpoint is written",
     )  # fmt: skip
@@ -479,11 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
         "best single message per trigger, oracle). Use the --seed the traffic was simulated with.",
     )
     score.add_argument(
-        "--seed", type=int, default=7, help="the simulator seed (default: %(default)s)"
+        "--seed", type=seed, default=7, help="the simulator seed (default: %(default)s)"
     )
     score.add_argument(
-        "--decisions", type=int, default=5000, help="decisions to sample (default: %(default)s)"
-    )
+        "--decisions", type=positive_int, default=5000,
+        help="decisions to sample (default: %(default)s)",
+    )  # fmt: skip
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.set_defaults(func=cmd_score)
 
@@ -510,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     follow.add_argument("--out", type=Path, required=True, metavar="DIR", help="local snapshot dir")
     follow.add_argument(
-        "--until-idle", type=float, metavar="SECONDS",
+        "--until-idle", type=seconds, metavar="SECONDS",
         help="exit after this many seconds without a new message",
     )  # fmt: skip
     follow.set_defaults(func=cmd_follow)
@@ -551,12 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="candidate action ids (default: those the snapshot saw at the trigger)",
     )  # fmt: skip
     decide.add_argument(
-        "--reactions", type=int,
+        "--reactions", type=non_negative_int,
         help="the learner's logged outcomes, for cold start (default: the snapshot's count)",
     )  # fmt: skip
     decide.add_argument("--snapshots", type=Path, metavar="DIR", help="snapshot directory")
-    decide.add_argument("--seed", type=int, help="seed of the exploration draws")
-    decide.add_argument("--repeat", type=int, default=1, help="decide this many times")
+    decide.add_argument("--seed", type=seed, help="seed of the exploration draws")
+    decide.add_argument("--repeat", type=positive_int, default=1, help="decide this many times")
     decide.set_defaults(func=cmd_decide)
 
     loop = add(
@@ -567,13 +590,16 @@ def build_parser() -> argparse.ArgumentParser:
         "learns and publishes snapshots. After each round it prints the true expected reward\n"
         "of the decisions made against random and send-to-all on the same decisions.",
     )
-    loop.add_argument("--rounds", type=int, default=10, help="rounds (default: %(default)s)")
     loop.add_argument(
-        "--decisions", type=int, default=2000, help="decisions per round (default: %(default)s)"
+        "--rounds", type=positive_int, default=10, help="rounds (default: %(default)s)"
     )
-    loop.add_argument("--seed", type=int, default=7, help="world seed (default: %(default)s)")
     loop.add_argument(
-        "--wait", type=float, default=60.0, metavar="SECONDS",
+        "--decisions", type=positive_int, default=2000,
+        help="decisions per round (default: %(default)s)",
+    )  # fmt: skip
+    loop.add_argument("--seed", type=seed, default=7, help="world seed (default: %(default)s)")
+    loop.add_argument(
+        "--wait", type=seconds, default=60.0, metavar="SECONDS",
         help="longest wait for a snapshot covering a round (default: %(default)s)",
     )  # fmt: skip
     loop.add_argument("--plot", type=Path, metavar="SVG", help="also draw the curves as SVG")
@@ -621,7 +647,8 @@ def _fail(message: str, secrets: set[str], code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: bad input of any kind exits 2 and an unreachable broker 3, each with
-    one line on stderr; argparse's own errors keep argparse's usage message (also exit 2)."""
+    one line on stderr (argparse's own errors too: `OneLineParser`); a closed stdout exits 1
+    quietly."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -646,6 +673,12 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except NudgeError as exc:
         return _fail(str(exc), secrets, 2)
+    except BrokenPipeError:
+        # The reader went away (`nudge ... | head`): stop quietly, as the Python docs advise
+        # (signal module, "Note on SIGPIPE"): output still buffered goes to devnull, exit 1.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except OSError as exc:
         if exc.filename is None:  # not about a path the user gave: a bug or the system's
             raise

@@ -18,6 +18,7 @@ import orjson
 from bandit.config import Config, load_config
 from bandit.errors import NudgeError, UsageError
 from bandit.snapshots import signing_key
+from nudge.arguments import check_output, positive_int, seed
 from replay.candidates import (
     AlwaysSend,
     BestUniform,
@@ -108,10 +109,10 @@ def add_replay_command(sub: Any, add: Any) -> None:
     p.add_argument("--clip", type=float, metavar="W", help="clip IPS and DR weights at W")
     p.add_argument("--confidence", type=float, default=0.95, help="interval level (%(default)s)")
     p.add_argument(
-        "--bootstrap", type=int, metavar="N",
+        "--bootstrap", type=positive_int, metavar="N",
         help="bootstrap intervals from N resamples (default: analytic normal intervals)",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    p.add_argument("--seed", type=seed, default=0, help="bootstrap seed (default: %(default)s)")
     p.add_argument("--folds", type=int, default=2, help="cross-fitting folds (%(default)s)")
     p.add_argument("--no-triggers", action="store_true", help="skip the per-trigger rows")
     p.add_argument("--no-effects", action="store_true", help="skip effects vs no message")
@@ -193,6 +194,8 @@ def _check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
         path = getattr(args, flag)
         if path is not None:
             _readable(f"--{flag}", path)
+    for flag in ("out_json", "html", "write_dsjson"):
+        check_output(f"--{flag.replace('_', '-')}", getattr(args, flag))
     return estimators
 
 

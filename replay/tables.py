@@ -134,10 +134,27 @@ def _read(table: pd.DataFrame | Path | str) -> _Table:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         # Everything as text: ids such as "NA" or "none" must stay ids, not become missing.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        except UnicodeDecodeError as exc:
+            bad = exc.object[exc.start : exc.start + 1].hex()
+            raise ReplayInputError(
+                path.name, "encoding",
+                f"not UTF-8 text (a byte 0x{bad}); save the table as UTF-8 CSV",
+            ) from None  # fmt: skip
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ReplayInputError(path.name, "format", f"not a readable CSV ({problem})") from None
         return _Table(frame, path.name, lambda r: f"{path.name} line {r + 2}")
     if suffix in (".parquet", ".pq"):
-        return _Table(pd.read_parquet(path), path.name, lambda r: f"{path.name} row {r + 1}")
+        try:
+            frame = pd.read_parquet(path)
+        except pa.ArrowException as exc:
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ReplayInputError(
+                path.name, "format", f"not a readable Parquet file ({problem})"
+            ) from None
+        return _Table(frame, path.name, lambda r: f"{path.name} row {r + 1}")
     raise ReplayInputError(path.name, "suffix", "a table must be .csv or .parquet")
 
 

@@ -83,3 +83,40 @@ def test_decide_refuses_a_context_the_event_contract_would_reject(
     )  # fmt: skip
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+BAD_IDS = ["", " ", "a b", "a:b", "a|b", "x" * 129]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("field", ["trigger", "learner_id", "event_id"])
+def test_the_decider_refuses_an_id_the_consumer_would_dead_letter(
+    tmp_path: Path, field: str, bad: str
+) -> None:
+    from bandit.decisions import Decider
+    from bandit.errors import InvalidEvent, NudgeError
+
+    _untrained_snapshot(tmp_path)
+    ids = {"trigger": TRIGGER, "learner_id": "u1", "event_id": "e1"}
+    with Decider(tmp_path, seed=1) as decider:
+        good = decider.decide(ids["trigger"], ids["learner_id"], {}, event_id=ids["event_id"])
+        with pytest.raises(NudgeError, match=f"^{field} ") as caught:
+            decider.decide(**{**ids, field: bad}, context={})  # type: ignore[arg-type]
+
+    assert "event contract" in str(caught.value)
+    # The same impression with the bad id is what the consumer would dead-letter.
+    logged = {**orjson.loads(good.impression_json()), field: bad}
+    with pytest.raises(InvalidEvent) as refused:
+        decode_event(orjson.dumps(logged), Config().event_rules())
+    assert refused.value.reason == "invalid_value"
+
+
+def test_the_decider_refuses_a_candidate_id_the_consumer_would_dead_letter(
+    tmp_path: Path,
+) -> None:
+    from bandit.decisions import Decider
+    from bandit.errors import NudgeError
+
+    _untrained_snapshot(tmp_path)
+    with Decider(tmp_path, seed=1) as decider, pytest.raises(NudgeError, match="candidate"):
+        decider.decide(TRIGGER, "u1", {}, ["hint", "a:b"], action_features={"a:b": {}})

@@ -55,6 +55,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     SnapshotStore(work / "snap").publish(Config(), LearnerState(catalogue=catalogue), {}, 0)
     (work / "subdir").mkdir()
+    (work / "utf16.csv").write_bytes(b"\xff\xfee\x00v\x00\n\x00")  # Excel's "Unicode text"
+    (work / "corrupt.parquet").write_bytes(b"PAR1garbagePAR1")
     (work / "broken.yaml").write_text(
         f'kafka:\n  client:\n    sasl_plain_password: "{FILE_SECRET}" [oops\n'
     )
@@ -137,6 +139,89 @@ BAD_INPUTS = [
     pytest.param(SIMULATE, {"NUDGE_KAFKA__CLIENT__BOOTSTRAP_TIMEOUT_MS": "5"},
                  ["bootstrap_timeout_ms", "kafka.connect_timeout_s"],
                  id="kafka-client-sets-the-connect-timeout"),
+    # An id the event contract refuses would be logged, then dead-lettered by the consumer.
+    pytest.param((*DECIDE, "--learner", ""), {}, ["--learner ''", "event contract"],
+                 id="decide-empty-learner"),
+    pytest.param((*DECIDE, "--learner", " "), {}, ["--learner ' '", "event contract"],
+                 id="decide-blank-learner"),
+    pytest.param((*DECIDE, "--learner", "a:b"), {}, ["--learner 'a:b'", "event contract"],
+                 id="decide-learner-with-colon"),
+    pytest.param((*DECIDE, "--learner", "a|b"), {}, ["--learner 'a|b'", "event contract"],
+                 id="decide-learner-with-bar"),
+    pytest.param((*DECIDE, "--trigger", "A/quiz 3"), {}, ["--trigger 'A/quiz 3'"],
+                 id="decide-trigger-with-space"),
+    # A NUDGE_ variable that is not NUDGE_<SECTION>__<FIELD> would otherwise be ignored.
+    pytest.param(DECIDE, {"NUDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+                 ["NUDGE_KAFKA_BOOTSTRAP_SERVERS", "did you mean NUDGE_KAFKA__BOOTSTRAP_SERVERS"],
+                 id="env-single-underscore"),
+    pytest.param(DECIDE, {"NUDGE_KAFKA_CLIENT_SASL_PLAIN_PASSWORD": SECRET},
+                 ["did you mean NUDGE_KAFKA__CLIENT__SASL_PLAIN_PASSWORD"],
+                 id="env-single-underscore-holding-a-secret"),
+    pytest.param(DECIDE, {"NUDGE_JOIN": "{window_s: 10}"},
+                 ["NUDGE_JOIN:", "a whole section", "NUDGE_JOIN__WINDOW_S"], id="env-whole-section"),
+    pytest.param(DECIDE, {"NUDGE_BOGUS": "1"},
+                 ["NUDGE_BOGUS", "NUDGE_<SECTION>__<FIELD>", "NUDGE_SNAPSHOT_KEY"],
+                 id="env-unknown-variable"),
+    # An empty or malformed broker list is a config error, not an unreachable broker (exit 3).
+    pytest.param(SIMULATE, {"NUDGE_KAFKA__BOOTSTRAP_SERVERS": ""},
+                 ["kafka.bootstrap_servers", "no broker", "NUDGE_KAFKA__BOOTSTRAP_SERVERS"],
+                 id="kafka-empty-bootstrap-servers"),
+    pytest.param(SIMULATE, {"NUDGE_KAFKA__BOOTSTRAP_SERVERS": "  "},
+                 ["kafka.bootstrap_servers", "no broker"], id="kafka-blank-bootstrap-servers"),
+    pytest.param(SIMULATE, {"NUDGE_KAFKA__BOOTSTRAP_SERVERS": "host:notaport"},
+                 ["kafka.bootstrap_servers", "port 'notaport'"],
+                 id="kafka-bootstrap-servers-bad-port"),
+    # Unreadable tables, and values argparse refuses (one line too), not tracebacks.
+    pytest.param(("replay", "--table", "utf16.csv", "--quiet"), {},
+                 ["utf16.csv", "not UTF-8"], id="replay-table-not-utf8"),
+    pytest.param(("replay", "--table", "corrupt.parquet", "--quiet"), {},
+                 ["corrupt.parquet", "not a readable Parquet file"],
+                 id="replay-table-corrupt-parquet"),
+    pytest.param(("score", "--seed", "3", "--decisions", "0"), {}, ["--decisions", "'0'"],
+                 id="score-no-decisions"),
+    pytest.param(("score", "--decisions", "-5"), {}, ["--decisions", "'-5'"],
+                 id="score-negative-decisions"),
+    pytest.param(("score", "--seed", "-1"), {}, ["--seed", "'-1'", "nudge score --help"],
+                 id="score-negative-seed"),
+    pytest.param((*SIMULATE, "--invalid-fraction", "2"), {}, ["--invalid-fraction", "'2'"],
+                 id="simulate-fraction-above-one"),
+    pytest.param((*SIMULATE, "--invalid-fraction", "nan"), {}, ["--invalid-fraction", "'nan'"],
+                 id="simulate-fraction-nan"),
+    pytest.param(("simulate", "--events", "-5"), {}, ["--events", "'-5'"],
+                 id="simulate-negative-events"),
+    pytest.param(("simulate", "--events", "many"), {}, ["--events", "'many'"],
+                 id="simulate-events-not-a-number"),
+    pytest.param(("consume", "--until-idle", "-1"), {}, ["--until-idle", "'-1'"],
+                 id="consume-negative-idle"),
+    pytest.param(("follow-snapshots", "--out", "mirror", "--until-idle", "inf"), {},
+                 ["--until-idle", "'inf'"], id="follow-infinite-idle"),
+    pytest.param((*DECIDE, "--reactions", "-1"), {}, ["--reactions", "'-1'"],
+                 id="decide-negative-reactions"),
+    pytest.param(("loop", "--rounds", "0"), {}, ["--rounds", "'0'"], id="loop-no-rounds"),
+    pytest.param((*REPLAY, "--bootstrap", "0"), {}, ["--bootstrap", "'0'"],
+                 id="replay-no-resamples"),
+    pytest.param(("decide", "--trigger", TRIGGER), {}, ["--learner", "required"],
+                 id="argparse-missing-flag"),
+    pytest.param((*SIMULATE, "--no-kafka"), {}, ["--no-kafka", "--out"],
+                 id="simulate-no-kafka-without-out"),
+    # An output under a missing directory whose parent is missing too: refused before any work.
+    pytest.param((*SIMULATE, "--no-kafka", "--out", "missing/deeper/x.jsonl"), {},
+                 ["--out missing/deeper/x.jsonl", "no directory missing"],
+                 id="simulate-out-under-missing-directories"),
+    pytest.param((*REPLAY, "--html", "missing/deeper/r.html"), {},
+                 ["--html missing/deeper/r.html", "no directory missing"],
+                 id="replay-html-under-missing-directories"),
+    pytest.param((*REPLAY, "--write-dsjson", "missing/deeper/x.dsjson"), {},
+                 ["--write-dsjson missing/deeper/x.dsjson", "no directory missing"],
+                 id="replay-dsjson-under-missing-directories"),
+    pytest.param((*REPLAY, "--out-json", "subdir"), {}, ["--out-json subdir", "is a directory"],
+                 id="replay-out-json-is-a-directory"),
+    pytest.param((*REPLAY, "--out-json", "logs.jsonl/r.json"), {},
+                 ["--out-json logs.jsonl/r.json", "logs.jsonl is not a directory"],
+                 id="replay-out-json-under-a-file"),
+    pytest.param(("consume", "--stats-json", "missing/deeper/s.json"), {},
+                 ["--stats-json missing/deeper/s.json", "no directory missing"],
+                 id="consume-stats-under-missing-directories"),
 ]  # fmt: skip
 
 
@@ -157,6 +242,41 @@ def test_bad_input_exits_2_with_one_line_naming_it_and_no_secret(
         assert text in lines[0]
     for secret in (SECRET, FILE_SECRET, "s3cr3t", "hunter2"):
         assert secret not in done.stdout + done.stderr
+
+
+def test_an_output_files_own_missing_directory_is_created(workdir: Path) -> None:
+    done = nudge(
+        *SIMULATE, "--no-kafka", "--out", "fresh/x.jsonl", cwd=workdir
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert (workdir / "fresh" / "x.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("simulate", "--events", "3000", "--no-kafka", "--out", "/dev/stdout"),
+                     id="simulate-out-dev-stdout"),
+        pytest.param((*DECIDE, "--repeat", "3000"), id="decide-printing"),
+    ],
+)  # fmt: skip
+def test_a_reader_that_goes_away_ends_nudge_quietly(
+    workdir: Path, args: tuple[str, ...]
+) -> None:
+    # `nudge ... | head -1`: the Python docs' way, exit 1 and no traceback.
+    with subprocess.Popen(
+        [sys.executable, "-m", "nudge.cli", *args], cwd=workdir, env=BASE_ENV,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        code = proc.wait(timeout=120)
+
+    assert code == 1, stderr
+    assert stderr == b""
 
 
 def test_version_prints_the_installed_package_version(workdir: Path) -> None:

@@ -83,7 +83,7 @@ def test_env_overrides_keep_scalars_as_text_and_ignore_other_variables() -> None
         "NUDGE_JOIN__WINDOW_S": "60",
         "NUDGE_LEARNER__EXPLORATION__EPSILON": "0.25",
         "NUDGE_KAFKA__BOOTSTRAP_SERVERS": "b:1",
-        "NUDGE_NOSECTION": "x",
+        "NUDGE_SNAPSHOT_KEY": "x",  # a standalone variable, not an override
         "HOME": "/root",
     }
 
@@ -292,3 +292,37 @@ def test_vowpal_wabbit_accepts_exploration_flags_and_predicts_a_pmf(
     assert pmf.shape == (3,)
     assert math.isclose(float(pmf.sum()), 1.0, abs_tol=1e-5)
     assert (pmf >= 0).all()
+
+
+# ---- kafka.bootstrap_servers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "servers",
+    ["127.0.0.1:9092", "a:1,b:2", "broker", "kafka-1.internal:9093", " padded:9092 ",
+     "SASL_SSL://k:9093", "[::1]:9092", "::1", "[fe80::1]"],
+)  # fmt: skip
+def test_bootstrap_servers_take_what_kafka_python_reads(servers: str) -> None:
+    assert Config.model_validate({"kafka": {"bootstrap_servers": servers}})
+
+
+@pytest.mark.parametrize(
+    ("servers", "problem"),
+    [("", "no broker"), ("  ", "no broker"), ("host:notaport", "port 'notaport'"),
+     ("h:0", "port '0'"), ("h:70000", "port '70000'"), ("a:1,", "an empty entry"),
+     ("a:1,,b:2", "an empty entry"), ("bad host:9092", "'bad host' is not a host name"),
+     ("[::1", "is not [IPv6 address]"), ("[nothex]:1", "is not [IPv6 address]")],
+)  # fmt: skip
+def test_an_empty_or_malformed_broker_list_is_a_config_error(servers: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap_servers") as caught:
+        parse_config({"kafka": {"bootstrap_servers": servers}})
+
+    assert problem in str(caught.value)
+
+
+def test_the_standalone_variables_include_the_snapshot_signing_key() -> None:
+    from bandit.config import STANDALONE_VARIABLES
+    from bandit.snapshots import SIGNING_KEY_ENV
+
+    assert SIGNING_KEY_ENV in STANDALONE_VARIABLES
+    assert load_config(REPO_CONFIG, environ={SIGNING_KEY_ENV: "k" * 32})

@@ -39,6 +39,8 @@ TEXT_FIELDS = {
 def test_text_fields_get_the_value_byte_for_byte(variable: str, value: str) -> None:
     if variable == "NUDGE_LEARNER__VW_ARGS" and value.strip().startswith("-"):
         pytest.skip("not a VW argument string")
+    if variable == "NUDGE_KAFKA__BOOTSTRAP_SERVERS" and value in ("p@ss #1", "[s3cr3t", "a: b", "~"):
+        pytest.skip("not host[:port] (test_config.py has the broker address rule)")
 
     cfg = load_config(REPO_CONFIG, environ={variable: value})
 
@@ -116,6 +118,28 @@ BAD = [
     pytest.param({"NUDGE_KAFKA__OUTCOMES_TOPIC": "nudge.impressions"},
                  ["topics must differ", "[from NUDGE_KAFKA__OUTCOMES_TOPIC]"],
                  id="section-rule-names-the-variable"),
+    pytest.param({"NUDGE_KAFKA_BOOTSTRAP_SERVERS": "b:1"},
+                 ["NUDGE_KAFKA_BOOTSTRAP_SERVERS: not a nudge variable",
+                  "did you mean NUDGE_KAFKA__BOOTSTRAP_SERVERS?"], id="single-underscores"),
+    pytest.param({"NUDGE_LEARNER__EXPLORATION__EPSILON": "0.1",
+                  "NUDGE_LEARNER_EXPLORATION_EPSILON": "0.2"},
+                 ["did you mean NUDGE_LEARNER__EXPLORATION__EPSILON?"],
+                 id="single-underscores-nested"),
+    pytest.param({"NUDGE_DECISIONS_DEFAULT_FORCED_SHARE": "0.1"},
+                 ["did you mean NUDGE_DECISIONS__DEFAULT__FORCED_SHARE?"],
+                 id="single-underscores-longest-names-first"),
+    pytest.param({"NUDGE_KAFKA_CLIENT_SASL_PLAIN_PASSWORD": "hunter2"},
+                 ["did you mean NUDGE_KAFKA__CLIENT__SASL_PLAIN_PASSWORD?"],
+                 id="single-underscores-into-a-free-form-mapping"),
+    pytest.param({"NUDGE_JOIN": "{window_s: 10}"},
+                 ["NUDGE_JOIN: a whole section cannot be set from one variable",
+                  "e.g. NUDGE_JOIN__WINDOW_S"], id="whole-section"),
+    pytest.param({"NUDGE_BOGUS": "1", "NUDGE_": "2"},
+                 ["NUDGE_BOGUS: not a nudge variable", "NUDGE_: not a nudge variable",
+                  "sections: kafka, rewards", "NUDGE_SNAPSHOT_KEY"], id="unknown-variables"),
+    pytest.param({"NUDGE_KAFKA__BOOTSTRAP_SERVERS": ""},
+                 ["kafka.bootstrap_servers", "no broker", "[from NUDGE_KAFKA__BOOTSTRAP_SERVERS]"],
+                 id="empty-bootstrap-servers"),
 ]  # fmt: skip
 
 

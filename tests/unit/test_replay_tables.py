@@ -175,3 +175,22 @@ def test_skip_mode_counts_a_bad_row_under_its_reason(changes, column, reason):
 def test_a_table_without_a_usable_row_is_an_error():
     with pytest.raises(ReplayInputError, match="no usable row"):
         load_table(frame(probability=[0.0] * 4), none_action=None, on_error="skip")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "field", "problem"),
+    [
+        ("utf16.csv", b"\xff\xfee\x00v\x00\n\x00", "encoding", "not UTF-8 text"),
+        ("empty.csv", b"", "format", "not a readable CSV"),
+        ("open-quote.csv", b'a,b\n"x,1\n', "format", "not a readable CSV"),
+        ("corrupt.parquet", b"PAR1garbagePAR1", "format", "not a readable Parquet file"),
+        ("text.parquet", b"event_id,chosen\n", "format", "not a readable Parquet file"),
+    ],
+)
+def test_an_unreadable_table_file_is_an_error_naming_it(tmp_path, name, content, field, problem):
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    with pytest.raises(ReplayInputError, match=problem) as caught:
+        load_table(path, none_action=None)
+    assert (caught.value.where, caught.value.field) == (name, field)
