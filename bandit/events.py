@@ -7,6 +7,7 @@ Wire format is one JSON object per message, discriminated by `type`. Decoding is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -320,8 +321,9 @@ def _check_unique_keys(raw: bytes, data: dict[str, Any]) -> None:
     most producers write it) there was no repeat. Otherwise (whitespace, other float or escape
     spellings) the stdlib parser checks every object's pairs (~18 µs for that impression).
     """
-    if orjson.dumps(data) == raw:
-        return
+    with contextlib.suppress(TypeError):  # nesting orjson parses but will not write back
+        if orjson.dumps(data) == raw:
+            return
     try:
         json.loads(raw, object_pairs_hook=_refuse_repeats)
     except (ValueError, RecursionError) as exc:  # parsed by orjson, so hardly ever

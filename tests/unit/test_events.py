@@ -332,3 +332,16 @@ def test_invalid_event_message_starts_with_the_reason_code() -> None:
         decode_event(encode(impression(probability=0, pmf=None)), RULES)
 
     assert str(caught.value).startswith("probability_out_of_range: ")
+
+
+@pytest.mark.parametrize("depth", [254, 255, 1000])
+def test_nesting_orjson_reads_but_cannot_write_back_is_refused_with_a_reason_not_a_crash(
+    depth: int,
+) -> None:
+    # Found by the fault campaign's fuzzing: the duplicate-key check re-serialises what orjson
+    # parsed, and orjson.dumps raised TypeError (recursion limit) on 255 levels that
+    # orjson.loads accepted: the consumer crashed on that message at every restart.
+    raw = b'{"type":"impression","x":' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(raw, RULES)
+    assert caught.value.reason in {"undecodable", "missing_field", "unknown_field"}
