@@ -262,8 +262,17 @@ class RewardJoin:
         by_outcome = bool(pending.outcomes) and self.config.mode == "first"
         self._closed[pending.event_id] = _Closed(deadline, by_outcome=by_outcome, early=early)
         heapq.heappush(self._closed_heap, (deadline + self._retention, pending.event_id))
+        self._limit_closed()
         self._learned.add(pending.event_id, pending.ts)
         self._joined.append(self._reward(pending, early))
+
+    def _limit_closed(self) -> None:
+        """Past `max_closed_windows`, forget the windows whose retention ends first: with one
+        timestamp for all (a burst) the watermark never ends any. A later outcome for a
+        forgotten window is still known late through the learned ids."""
+        while len(self._closed) > self.config.max_closed_windows and self._closed_heap:
+            _, event_id = heapq.heappop(self._closed_heap)
+            self._closed.pop(event_id, None)
 
     def _impression(self, pending: _Pending) -> Impression:
         if pending.impression is not None:

@@ -53,6 +53,15 @@ def reaction_cap(config: Config) -> int:
 
 
 def _rss_mb() -> float:
+    """This process's peak resident memory: `VmHWM` (Linux keeps `ru_maxrss` across fork and
+    exec, so a consumer started by a large process would report its parent's peak)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

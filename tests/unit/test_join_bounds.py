@@ -258,3 +258,19 @@ def test_an_outcome_for_an_impression_learned_long_ago_is_late_not_unmatched() -
     join.advance(T0 + 1000)
     _, rejected = join.drain()
     assert [r.reason for r in rejected] == ["late_outcome"]
+
+
+def test_closed_windows_are_capped_when_the_watermark_never_ends_any() -> None:
+    # Found by the fault campaign: 100,000 impressions with one timestamp, past the pending
+    # cap, left every closed window in memory (and checkpoints): the watermark never passed
+    # their retention. The oldest are forgotten past max_closed_windows; the learned ids
+    # still know them.
+    config = JoinConfig(max_pending_impressions=10, max_closed_windows=1_000)
+    join = RewardJoin(config, REWARDS)
+    for i in range(3_000):
+        join.add(impression(f"e{i}", T0))
+    joined, rejected = join.drain()
+    assert len(joined) == 3_000 - join.pending and rejected == []
+    assert len(join.state()["closed"]) == 1_000
+    join.add(outcome("e0", T0 + 1))  # its closed window was forgotten: late, via learned ids
+    assert [r.reason for r in join.drain()[1]] == ["late_outcome"]

@@ -1,0 +1,1 @@
+"""Benchmarks and campaigns: commands of their own, not part of the tests (see the README)."""
