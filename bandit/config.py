@@ -223,7 +223,7 @@ class JoinConfig(_Section):
     max_waiting_outcomes: int = Field(20_000, ge=1)
     max_waiting_bytes: int = Field(8 * 1024 * 1024, ge=65_536)
     max_closed_windows: int = Field(
-        50_000, ge=1_000, description="closed windows remembered to classify later outcomes "
+        20_000, ge=1_000, description="closed windows remembered to classify later outcomes "
         "(duplicate / late / closed early); past it the oldest are forgotten",
     )  # fmt: skip
 
