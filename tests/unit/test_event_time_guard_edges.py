@@ -8,51 +8,15 @@ where one vote should decide).
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
-
 import orjson
 import pytest
+from guard_fixtures import AGE, SKEW, T0, YEAR_1, YEAR_9999, K, decode, record, run, ts_of
 
 from bandit.config import JoinConfig
-from bandit.envelopes import Envelope, Rejected, Source
+from bandit.envelopes import Envelope, Source
 from bandit.errors import InvalidEvent
-from bandit.events import Event, EventRules, Outcome, OutcomeLabel, Reason, decode_event
+from bandit.events import Event, EventRules, Reason, decode_event
 from bandit.watermarks import EventTimeGuard
-
-T0 = 1_767_600_000.0  # 2026-01-05T08:00:00Z
-SKEW, AGE, K = 100.0, 1_000.0, 3
-YEAR_9999 = 253_402_297_200.0
-YEAR_1 = -62_135_596_800.0  # 0001-01-01T00:00:00Z
-
-_offsets = itertools.count()
-
-
-def record(ts: float, partition: int = 0) -> Envelope[Any]:
-    """A record of partition `partition` stamped `ts` (an outcome: the guard reads only time)."""
-    offset = next(_offsets)
-    event = Outcome(f"e{offset}", ts, "quiz", OutcomeLabel.HELPFUL, None)
-    return Envelope(event, f"{ts}".encode(), Source("nudge.outcomes", partition, offset))
-
-
-def decode(raw: bytes) -> Event:
-    return Outcome("x", float(raw.decode()), "quiz", OutcomeLabel.HELPFUL, None)
-
-
-def run(g: EventTimeGuard, *records: Envelope[Any]) -> tuple[list[float], list[float]]:
-    """Offer each record; the event times passed on and rejected, in order."""
-    passed: list[float] = []
-    refused: list[float] = []
-    for r in records:
-        p, x = g.offer(r)
-        passed += [e.event.ts for e in p]
-        refused += [ts_of(x_) for x_ in x]
-    return passed, refused
-
-
-def ts_of(rejected: Rejected) -> float:
-    assert rejected.reason == Reason.IMPLAUSIBLE_EVENT_TIME.value
-    return float(rejected.raw.decode())
 
 
 def started(k: int = K) -> EventTimeGuard:
