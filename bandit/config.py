@@ -43,7 +43,9 @@ from bandit.vw_io_flags import io_problem
 
 ENV_PREFIX = "NUDGE_"
 # The `NUDGE_*` variables that are not `NUDGE_<SECTION>__<FIELD>` config overrides.
-STANDALONE_VARIABLES = frozenset({"NUDGE_SNAPSHOT_KEY"})  # bandit.snapshots.SIGNING_KEY_ENV
+# NUDGE_SNAPSHOT_KEY: bandit.snapshots.SIGNING_KEY_ENV; NUDGE_API_KEYS: `nudge serve` API keys;
+# NUDGE_SERVE_CONFIG: the config path `nudge serve` hands its worker processes.
+STANDALONE_VARIABLES = frozenset({"NUDGE_SNAPSHOT_KEY", "NUDGE_API_KEYS", "NUDGE_SERVE_CONFIG"})
 
 
 class _Section(BaseModel):
@@ -534,6 +536,53 @@ class SimulatorConfig(_Section):
     start: str = "2026-01-05T08:00:00+00:00"
 
 
+class PersonalizerConfig(_Section):
+    """How Personalizer v1.0 Rank requests map onto the event contract (README: Personalizer)."""
+
+    trigger_feature: str = Field(
+        "trigger", description="a top-level contextFeatures text value naming the trigger"
+    )
+    default_trigger: str = Field(
+        "personalizer", description="the trigger when contextFeatures names none"
+    )
+    learner_feature: str = Field(
+        "learner_id", description="a top-level contextFeatures text value naming the learner"
+    )
+    default_learner: str = Field(
+        "anonymous", description="the learner id when contextFeatures names none"
+    )
+    default_namespace: str = Field(
+        "learner", description="namespace of top-level scalar contextFeatures (must be configured)"
+    )
+
+
+class ServeConfig(_Section):
+    """`nudge serve`: the HTTP decision service (our API and Personalizer's v1.0)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(2, ge=1, le=64, description="processes sharing the port (VW holds the GIL)")
+    api_keys_file: Path | None = Field(
+        None, description="one API key per line (or NUDGE_API_KEYS, comma-separated); none: open"
+    )
+    spool_directory: Path = Field(
+        Path(".nudge/spool"), description="events wait here (SQLite) until Kafka has them"
+    )
+    spool_max_events: int = Field(200_000, ge=1, description="full spool: decisions get 503")
+    spool_max_bytes: int = Field(512 * 1024 * 1024, ge=65_536)
+    remember_s: float = Field(
+        86_400.0, gt=0, description="event ids kept for outcomes, rewards and duplicate checks"
+    )
+    deferred_expiry_s: float = Field(
+        3_600.0, gt=0, description="a deferred (not activated) decision is dropped after this"
+    )
+    reload_interval_s: float = Field(1.0, gt=0, description="how often LATEST is checked")
+    produce_timeout_s: float = Field(
+        10.0, gt=0, description="a spool batch Kafka has not acknowledged by then is retried"
+    )
+    personalizer: PersonalizerConfig = Field(default_factory=PersonalizerConfig)
+
+
 class Config(_Section):
     """Everything `nudge` needs, one section per concern."""
 
@@ -548,6 +597,7 @@ class Config(_Section):
     decisions: DecisionsConfig = Field(default_factory=DecisionsConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _check_send_rule(self) -> Config:

@@ -98,3 +98,19 @@ class ReplayInputError(NudgeError, ValueError):
         self.where = where
         self.field = field
         self.problem = problem
+
+
+class InvalidRequest(NudgeError):
+    """A request to `nudge serve` breaks its API or the event contract; `field` names where (a
+    dotted path, None for the whole body), `reason` is a `bandit.events.Reason` code."""
+
+    def __init__(self, field: str | None, reason: str, detail: str) -> None:
+        super().__init__(f"{field or 'request'}: {detail}")
+        self.field = field
+        self.reason = str(reason)
+        self.detail = detail
+
+
+class ServiceError(NudgeError):
+    """`nudge serve` could not be reached, or refused a request; the message gives the URL, the
+    status and the service's error code."""

@@ -299,6 +299,12 @@ def _reason_of(error: ErrorDetails) -> str:
     return Reason.WRONG_TYPE
 
 
+def reason_of(error: ErrorDetails) -> str:
+    """The `Reason` code of one pydantic error, as `decode_event` would report it (for
+    refusals made outside it, e.g. by `nudge serve` of a request body)."""
+    return _reason_of(error)
+
+
 def _describe(error: ErrorDetails) -> str:
     where = ".".join(str(p) for p in error.get("loc", ())) or "event"
     return f"{where}: {error['msg']}"

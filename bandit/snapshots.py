@@ -80,6 +80,8 @@ class SnapshotManifest(BaseModel):
     arms: str | None = None  # evidence per (trigger, message), for `nudge arms`
     pruning_state: str | None = None  # statuses and change log
     pruning: dict[str, Any] = {}  # {retest_share, held: {trigger: {message: status}}, overrides}
+    # `bandit.live_value.LiveValue.estimates()` over the consumer's recent joined events
+    live_value: dict[str, Any] | None = None
     files: dict[str, str]  # file -> sha256
 
     def letters(self) -> NamespaceLetters:
@@ -198,8 +200,10 @@ def snapshot_contents(
     sequence: int,
     trained_through: dict[str, int],
     examples: int,
+    live_value: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest (without `files`) and the files of a snapshot of `state`."""
+    """The manifest (without `files`) and the files of a snapshot of `state`; `live_value`
+    (the consumer's `LiveValue.estimates()`) goes into the manifest, so it is signed with it."""
     files: dict[str, bytes] = {}
     models: dict[str, str] = {}
     for i, (scope, model) in enumerate(sorted(state.models.items())):
@@ -252,6 +256,8 @@ def snapshot_contents(
             "reaction_cap": max(r.cold_start_outcomes for r in config.decisions.all_rules()),
         },
     }
+    if live_value is not None:
+        manifest["live_value"] = live_value
     return manifest, files
 
 
@@ -295,14 +301,19 @@ class SnapshotStore:
         trained_through: dict[str, int],
         examples: int,
         after_sequence: int = 0,
+        *,
+        live_value: dict[str, Any] | None = None,
     ) -> str:
         """Write a snapshot of `state` and point `LATEST` at it; returns its name.
 
         `after_sequence`: the publisher's own last sequence, so numbering continues even if
         the directory was lost (followers of the snapshot topic only take newer sequences).
+        `live_value`: the consumer's live estimates, carried in the manifest.
         """
         sequence = self.next_sequence(after_sequence)
-        manifest, files = snapshot_contents(config, state, sequence, trained_through, examples)
+        manifest, files = snapshot_contents(
+            config, state, sequence, trained_through, examples, live_value
+        )
         key = self._key if self._key is not None else signing_key(config.snapshots.signing_key_file)
         return self.write(manifest, files, key=key)
 

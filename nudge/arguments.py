@@ -45,6 +45,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """A TCP port, 0 to 65535 (0: any free port)."""
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
+    return value
+
+
 def seed(text: str) -> int:
     """A random seed: a whole number, 0 or more (numpy refuses negative seeds)."""
     value = _integer(text)

@@ -4,6 +4,7 @@ offline side (`replay`) into commands; the one place where they meet."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import logging
 import os
@@ -22,6 +23,7 @@ from nudge.arguments import (
     check_output,
     fraction,
     non_negative_int,
+    port,
     positive_int,
     seconds,
     seed,
@@ -30,6 +32,7 @@ from nudge.arguments import (
 if TYPE_CHECKING:
     from bandit.simulation.closed_loop import RoundReport
     from streams.checkpoints import Checkpoint
+    from streams.metrics import MetricsEndpoint
 
 WHY_ORDER = ("exploit", "explore", "forced", "cold_start", "retest")
 
@@ -42,6 +45,7 @@ EPILOG = """examples:
   nudge loop     --config config.yaml --rounds 10       # closed loop: decide, log, learn, reload
   nudge decide   --trigger A/quiz-3/quiz-failed --learner u000042 --context '{"learner": {"novice": 1}}'
   nudge export   --config config.yaml --out snapshots/  # snapshot from the latest checkpoint
+  NUDGE_API_KEYS=$(openssl rand -hex 24) nudge serve --config config.yaml   # HTTP decisions
   nudge replay   --events logs.jsonl --html replay.html  # counterfactual evaluation of policies
 
 Every config field can be overridden from the environment, e.g.
@@ -97,6 +101,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_endpoint(args: argparse.Namespace) -> MetricsEndpoint | None:
+    """`--metrics-port`: the consumer's Prometheus endpoint, bound before the broker is asked
+    so that a taken port fails at once."""
+    if args.metrics_port is None:
+        if args.metrics_host is not None:
+            raise UsageError("--metrics-host needs --metrics-port")
+        return None
+    from streams.metrics import MetricsEndpoint
+
+    endpoint = MetricsEndpoint(args.metrics_host or "127.0.0.1", args.metrics_port)
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    logging.getLogger("nudge.consume").info("metrics at http://%s:%d/metrics", host, endpoint.port)
+    return endpoint
+
+
 def cmd_consume(args: argparse.Namespace) -> int:
     from streams.consumer import RunOptions, StreamLearner, install_signal_handlers
     from streams.kafka_io import (
@@ -110,18 +129,25 @@ def cmd_consume(args: argparse.Namespace) -> int:
     check_output("--stats-json", args.stats_json)
     cfg = _config(args)
     _snapshot_key(cfg)  # a bad signing key fails now, not at the first snapshot
-    k = cfg.kafka
-    topics = [k.impressions_topic, k.outcomes_topic]
-    ensure_topics(k, [*topics, k.dead_letter_topic], k.topic_partitions)
-    snapshot_sink = None
-    if cfg.snapshots.kafka_topic is not None:
-        ensure_snapshot_topic(k, cfg.snapshots.kafka_topic)
-        snapshot_sink = Producer(k, max_request_size=SNAPSHOT_MESSAGE_BYTES)
-    learner = StreamLearner(
-        cfg, MessageSource(k, topics), Producer(k), snapshot_sink=snapshot_sink
-    )
-    install_signal_handlers(learner)
-    learner.run(RunOptions(until_idle_s=args.until_idle))
+    endpoint = _metrics_endpoint(args)
+    try:
+        k = cfg.kafka
+        topics = [k.impressions_topic, k.outcomes_topic]
+        ensure_topics(k, [*topics, k.dead_letter_topic], k.topic_partitions)
+        snapshot_sink = None
+        if cfg.snapshots.kafka_topic is not None:
+            ensure_snapshot_topic(k, cfg.snapshots.kafka_topic)
+            snapshot_sink = Producer(k, max_request_size=SNAPSHOT_MESSAGE_BYTES)
+        learner = StreamLearner(
+            cfg, MessageSource(k, topics), Producer(k), snapshot_sink=snapshot_sink
+        )
+        install_signal_handlers(learner)
+        if endpoint is not None:
+            endpoint.watch(learner)
+        learner.run(RunOptions(until_idle_s=args.until_idle))
+    finally:
+        if endpoint is not None:
+            endpoint.close()
     summary = learner.summary()
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2)
     if args.stats_json:
@@ -377,35 +403,62 @@ def _round_line(r: RoundReport) -> str:
     )
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from nudge.service.server import ServeOptions, serve
+
+    cfg = _config(args)
+    serve(
+        args.config,
+        cfg,
+        ServeOptions(
+            host=args.host, port=args.port, workers=args.workers, access_log=args.access_log
+        ),
+    )
+    return 0
+
+
 def cmd_loop(args: argparse.Namespace) -> int:
-    from bandit.simulation.closed_loop import ClosedLoop, LoopOptions
+    from bandit.simulation.closed_loop import ClosedLoop, LoopOptions, ensure_snapshot
+    from bandit.simulation.decision_port import LibraryPort
     from nudge.charts import ascii_chart, write_svg_chart
     from streams.kafka_io import Producer, end_offsets, ensure_topics
 
     check_output("--plot", args.plot)
     check_output("--report-json", args.report_json)
+    if args.api_key and not args.http:
+        raise UsageError("--api-key is for the service: give --http URL too")
     cfg = _config(args)
     if not args.verbose:
         logging.getLogger("nudge.decide").setLevel(logging.WARNING)  # one line per reload
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request (--http)
     options = LoopOptions(
         rounds=args.rounds,
         decisions_per_round=args.decisions,
         seed=args.seed,
         snapshot_wait_s=args.wait,
     )
+    source = f"`nudge serve` at {args.http}" if args.http else "the decision library"
     print(
         f"closed loop: {args.rounds} rounds x {args.decisions} decisions, seed {args.seed}; "
-        f"decisions from snapshots in {cfg.snapshots.directory}, learned by `nudge consume`"
+        f"decisions from {source} (snapshots in {cfg.snapshots.directory}), learned by "
+        "`nudge consume`"
     )
     k = cfg.kafka
     topics = [k.impressions_topic, k.outcomes_topic]
     ensure_topics(k, [*topics, k.dead_letter_topic], k.topic_partitions)
-    producer = Producer(k)
-    try:
-        loop = ClosedLoop(cfg, options, producer, lambda: end_offsets(k, topics))
+    ensure_snapshot(cfg, args.seed)
+    with contextlib.ExitStack() as stack:
+        if args.http:  # the service logs to Kafka; the loop only reads how far the topics go
+            from nudge.service.client import HttpPort
+
+            port: LibraryPort | HttpPort = HttpPort(args.http, args.api_key, wait_s=args.wait)
+        else:
+            producer = Producer(k)
+            stack.callback(producer.close)
+            port = LibraryPort.open(cfg, producer, args.seed, options.watch_interval_s)
+        stack.callback(port.close)
+        loop = ClosedLoop(cfg, options, port, lambda: end_offsets(k, topics))
         reports = loop.run(lambda r: print(_round_line(r), flush=True))
-    finally:
-        producer.close()
     series = {
         "policy": [r.deployed for r in reports],
         "random": [r.uniform for r in reports],
@@ -491,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
         "finished: open windows close with the default outcome, a final checkpoint is written",
     )  # fmt: skip
     con.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final stats here")
+    con.add_argument(
+        "--metrics-port", type=port, metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while consuming (0: a free "
+        "port, logged); README \"Metrics\"",
+    )  # fmt: skip
+    con.add_argument(
+        "--metrics-host", metavar="HOST", help="metrics endpoint address (default: 127.0.0.1)"
+    )
     con.set_defaults(func=cmd_consume)
 
     score = add(
@@ -604,7 +665,33 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     loop.add_argument("--plot", type=Path, metavar="SVG", help="also draw the curves as SVG")
     loop.add_argument("--report-json", type=Path, metavar="PATH", help="per-round numbers")
+    loop.add_argument(
+        "--http", metavar="URL",
+        help="decide through `nudge serve` at URL (e.g. http://127.0.0.1:8080), which logs the "
+        "events, instead of the library; it must read the same snapshot directory",
+    )  # fmt: skip
+    loop.add_argument("--api-key", metavar="KEY", help="API key of the service (with --http)")
     loop.set_defaults(func=cmd_loop)
+
+    srv = add(
+        "serve",
+        "the HTTP decision service: our API and Personalizer's v1.0, logging to Kafka",
+        "Serve decisions over HTTP from the newest snapshot (hot-reloaded): POST /v1/decide and\n"
+        "/v1/outcomes; Personalizer v1.0 rank / reward / activate; GET /healthz, /readyz,\n"
+        "/metrics (Prometheus) and / (status page). Every impression and outcome is written to\n"
+        "an on-disk spool first and produced to Kafka from there, in order, so nothing is lost\n"
+        "while the broker is down (a full spool answers 503). API keys: NUDGE_API_KEYS=k1,k2 or\n"
+        "serve.api_keys_file. Runs serve.workers processes on one port until SIGTERM/SIGINT.\n"
+        "README: \"Decision service\" (curl examples, the Personalizer mapping).",
+    )
+    srv.add_argument("--host", metavar="HOST", help="bind address (default: serve.host)")
+    srv.add_argument("--port", type=port, metavar="PORT", help="port (default: serve.port)")
+    srv.add_argument(
+        "--workers", type=positive_int, metavar="N",
+        help="worker processes sharing the port (default: serve.workers)",
+    )  # fmt: skip
+    srv.add_argument("--access-log", action="store_true", help="log every request")
+    srv.set_defaults(func=cmd_serve)
 
     from nudge.replay_command import add_replay_command
 

@@ -29,6 +29,7 @@ from bandit.envelopes import Envelope, Rejected
 from bandit.events import Impression, decode_event
 from bandit.join import RewardJoin
 from bandit.learning import OnlineLearner
+from bandit.live_value import LiveValue
 from bandit.ports import Clock, MessageSink, RecordSource
 from bandit.snapshots import SnapshotStore, pack_snapshot, signing_key, warm_start_state
 from bandit.state import LearnerState
@@ -120,6 +121,10 @@ class StreamLearner:
         self.watermarks = WatermarkTracker(
             join_state.get("watermarks"), idle_s=config.join.idle_partition_s
         )
+        # The recent learned decisions behind the live estimates each snapshot carries.
+        self.live_value = LiveValue.from_state(
+            join_state.get("live_value", {}), none_action=config.rewards.none_action
+        )
         self.guard = EventTimeGuard.from_state(
             join_state.get("event_time", {}), config.join, self._decode_saved
         )
@@ -151,6 +156,8 @@ class StreamLearner:
         self._learned_at_snapshot = self.stats.learned
         self._consumed_at_snapshot = self.stats.consumed
         self._last_snapshot = clock()
+        # The lag of the last loop, for the metrics thread (the Kafka client is not thread-safe).
+        self.lags: dict[str, int] = {}
 
     def _initial_state(self, ckpt: Checkpoint | None) -> LearnerState | None:
         if ckpt is not None:
@@ -164,6 +171,16 @@ class StreamLearner:
 
     def _decode_saved(self, raw: bytes) -> Any:
         return decode_event(raw, self.rules)
+
+    @property
+    def checkpoint_age_s(self) -> float:
+        """Seconds since this process last wrote a checkpoint (since its start before one)."""
+        return self.clock() - self._last_checkpoint
+
+    @property
+    def snapshot_age_s(self) -> float:
+        """Seconds since this process last published a snapshot (since its start before one)."""
+        return self.clock() - self._last_snapshot
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         """Finish the current batch, checkpoint and return (SIGTERM / SIGINT)."""
@@ -215,7 +232,7 @@ class StreamLearner:
             if batch:
                 last_message = now
                 self._process(batch)
-            lags = self.source.lag_by_partition()
+            lags = self.lags = self.source.lag_by_partition()
             caught_up = {p for p, lag in lags.items() if lag == 0}
             self.join.advance(
                 self.watermarks.current(self.source.partition_keys, caught_up, self.clock())
@@ -273,6 +290,7 @@ class StreamLearner:
         for event in joined:
             self.learner.learn(event)
             self.stats.record_learned(event)
+            self.live_value.add(event)
         for item in rejected:
             self._dead_letter(item)
 
@@ -311,6 +329,7 @@ class StreamLearner:
                 "join": self.join.state(),
                 "watermarks": self.watermarks.highest,
                 "event_time": self.guard.state(),
+                "live_value": self.live_value.state(),
             },
             stats=self.stats.to_json(),
             learner=state,
@@ -326,7 +345,7 @@ class StreamLearner:
     def _publish(self, state: LearnerState) -> None:
         self.published = self.snapshots.publish(
             self.config, state, dict(self.offsets), self.stats.learned,
-            after_sequence=self.stats.snapshot_sequence,
+            after_sequence=self.stats.snapshot_sequence, live_value=self.live_value.estimates(),
         )  # fmt: skip
         self.stats.snapshot_sequence = int(self.published.removeprefix("snap-"))
         topic = self.config.snapshots.kafka_topic

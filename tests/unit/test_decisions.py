@@ -35,7 +35,7 @@ from decision_fixtures import (
     publish,
     train,
 )
-from scipy import stats
+from propensity_checks import assert_binomial, assert_frequencies_match
 
 from bandit.config import Config, DecisionRuleConfig, DecisionsConfig
 from bandit.decisions import Decider, Decision
@@ -47,12 +47,6 @@ from bandit.snapshots import LATEST, MANIFEST, load_snapshot
 NONE = "none"
 INACTIVE = "A/week-2/inactive-7d"
 N_DECISIONS = 100_000
-# Goodness of fit: a correct sampler fails a chi-square test at this level one time in a
-# thousand; the seeds are fixed, so a pass is reproducible, and a wrong propensity (e.g. the
-# policy's pmf logged while the mixture was drawn) gives p far below it at this sample size.
-P_MIN = 0.001
-# Counts of one outcome (forced, exploit) are binomial; 5 standard deviations (p < 6e-7).
-SIGMAS = 5.0
 
 EPSILON = {"algorithm": "epsilon", "epsilon": 0.2}
 SOFTMAX = {"algorithm": "softmax", "lambda": 5.0}
@@ -187,25 +181,6 @@ def expected_pmf(
     f = rule.forced_share
     p = f * uniform + (1.0 - f) * q
     return q / q.sum(), p / p.sum()
-
-
-def assert_frequencies_match(counts: np.ndarray, pmf: np.ndarray) -> None:
-    """Zero-probability actions never drawn; the others at their pmf by chi-square."""
-    positive = pmf > 0.0
-    assert counts[~positive].sum() == 0, f"drew zero-probability actions: {counts} for {pmf}"
-    if positive.sum() < 2:
-        return  # one possible action: nothing to test beyond the line above
-    expected = counts.sum() * pmf[positive] / pmf[positive].sum()
-    result = stats.chisquare(counts[positive], expected)
-    assert result.pvalue > P_MIN, f"observed {counts[positive]} vs expected {expected.round(1)}"
-
-
-def assert_binomial(count: int, n: int, p: float) -> None:
-    if p == 0.0:
-        assert count == 0
-        return
-    sd = np.sqrt(n * p * (1.0 - p))
-    assert abs(count - n * p) <= SIGMAS * sd, f"{count} of {n}, expected {n * p:.0f} ± {sd:.0f}"
 
 
 # ---- a. propensities: observed frequencies match the logged pmf ---------------------------------

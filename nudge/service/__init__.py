@@ -1,0 +1,1 @@
+"""The decision service behind `nudge serve`: HTTP app, spool, decision log, metrics."""

@@ -1,0 +1,227 @@
+"""The decision service's memory of recent decisions (`nudge.service.decision_log`): unique event
+ids, expiry of both kinds, deferred impressions with the outcomes that wait for activation, and
+one table shared by several processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import pytest
+
+from bandit.errors import StorageError
+from nudge.service import decision_log as decision_log_module
+from nudge.service.decision_log import DB_FILE, DecisionLog, EventIdReused, LoggedDecision
+from streams.memory import ManualClock
+
+REMEMBER_S = 100.0
+DEFERRED_S = 30.0
+
+
+def open_log(directory: Path, clock: ManualClock) -> DecisionLog:
+    return DecisionLog(directory, remember_s=REMEMBER_S, deferred_expiry_s=DEFERRED_S, clock=clock)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_000.0)
+
+
+@pytest.fixture
+def log(tmp_path: Path, clock: ManualClock) -> DecisionLog:
+    return open_log(tmp_path, clock)
+
+
+def rows(directory: Path) -> int:
+    with sqlite3.connect(directory / DB_FILE) as db:
+        return int(db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+
+def test_a_recorded_decision_is_looked_up_by_its_event_id(log: DecisionLog) -> None:
+    log.record("e1", "A/quiz-3/quiz-failed", 12.5)
+    assert log.lookup("e1") == LoggedDecision(
+        "e1", "A/quiz-3/quiz-failed", 12.5, deferred=False, activated=False, created_at=1_000.0
+    )
+    assert log.lookup("e2") is None
+
+
+def test_a_reused_event_id_is_refused_and_the_first_decision_kept(
+    log: DecisionLog, clock: ManualClock
+) -> None:
+    log.record("e1", "A/quiz", 1.0)
+    clock.advance(7.0)
+
+    with pytest.raises(EventIdReused) as caught:
+        log.record("e1", "B/video", 2.0, deferred_impression=b"imp")
+
+    assert str(caught.value) == (
+        "event id 'e1' is already used by a decision for trigger 'A/quiz' made 7 s ago; "
+        "each decision needs its own"
+    )
+    decision = log.lookup("e1")
+    assert decision is not None and (decision.trigger, decision.deferred) == ("A/quiz", False)
+
+
+def test_forgetting_a_decision_frees_its_event_id(log: DecisionLog) -> None:
+    log.record("e1", "A/quiz", 1.0, deferred_impression=b"imp")
+    log.hold_outcome("e1", b"outcome")
+    log.forget("e1")
+
+    assert log.lookup("e1") is None
+    log.record("e1", "B/video", 2.0, deferred_impression=b"imp2")
+    assert log.activate("e1") == (b"imp2", [])  # nothing held for the forgotten one
+
+
+def test_a_decision_is_remembered_for_remember_s_then_its_id_is_free(
+    tmp_path: Path, log: DecisionLog, clock: ManualClock
+) -> None:
+    log.record("e1", "A/quiz", 1.0)
+    clock.advance(REMEMBER_S - 0.5)
+    assert log.lookup("e1") is not None
+    clock.advance(0.5)
+
+    assert log.lookup("e1") is None  # invisible as soon as it expires...
+    assert rows(tmp_path) == 1
+    assert log.expire() == 0  # ...deleted by expire (not a deferred one)
+    assert rows(tmp_path) == 0
+    log.record("e1", "B/video", 2.0)
+    assert log.lookup("e1") is not None
+
+
+def test_an_expired_id_can_be_reused_before_expire_deletes_it(
+    log: DecisionLog, clock: ManualClock
+) -> None:
+    log.record("e1", "A/quiz", 1.0)
+    clock.advance(REMEMBER_S)
+    log.record("e1", "B/video", 2.0)
+    decision = log.lookup("e1")
+    assert decision is not None and decision.trigger == "B/video"
+
+
+def test_a_deferred_decision_never_activated_is_dropped_after_deferred_expiry_s(
+    tmp_path: Path, log: DecisionLog, clock: ManualClock
+) -> None:
+    log.record("waits", "A/quiz", 1.0, deferred_impression=b"imp")
+    log.record("plain", "A/quiz", 1.0)
+    log.hold_outcome("waits", b"helpful")
+    clock.advance(DEFERRED_S)
+
+    assert log.lookup("waits") is None
+    assert log.activate("waits") is None
+    assert log.expire() == 1
+    assert log.lookup("plain") is not None  # a plain decision lives remember_s
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        assert db.execute("SELECT COUNT(*) FROM held_outcomes").fetchone() == (0,)
+
+
+def test_an_activated_decision_is_remembered_for_remember_s_from_its_activation(
+    log: DecisionLog, clock: ManualClock
+) -> None:
+    log.record("e1", "A/quiz", 1.0, deferred_impression=b"imp")
+    clock.advance(DEFERRED_S - 1)
+    assert log.activate("e1") == (b"imp", [])
+    clock.advance(REMEMBER_S - 1)
+
+    assert log.expire() == 0
+    decision = log.lookup("e1")
+    assert decision is not None and (decision.deferred, decision.activated) == (True, True)
+    clock.advance(1)
+    assert log.lookup("e1") is None
+
+
+def test_held_outcomes_come_with_the_activation_in_arrival_order_exactly_once(
+    log: DecisionLog,
+) -> None:
+    log.record("e1", "A/quiz", 1.0, deferred_impression=b"impression")
+    log.record("e2", "A/quiz", 1.0, deferred_impression=b"other")
+    assert log.hold_outcome("e1", b"first")
+    assert log.hold_outcome("e2", b"not mine")
+    assert log.hold_outcome("e1", b"second")
+
+    assert log.activate("e1") == (b"impression", [b"first", b"second"])
+    assert log.activate("e1") is None
+    assert not log.hold_outcome("e1", b"late")  # activated: the caller sends it at once
+    assert log.activate("e2") == (b"other", [b"not mine"])
+
+
+@pytest.mark.parametrize("event_id", ["plain", "unknown"])
+def test_only_a_deferred_decision_can_be_activated_or_hold_outcomes(
+    log: DecisionLog, event_id: str
+) -> None:
+    log.record("plain", "A/quiz", 1.0)
+    assert log.activate(event_id) is None
+    assert not log.hold_outcome(event_id, b"helpful")
+
+
+def test_expired_rows_are_deleted_every_so_many_records(
+    tmp_path: Path, log: DecisionLog, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decision_log_module, "EXPIRE_EVERY", 10)
+    for i in range(100):  # one decision a second, each remembered 100 s
+        log.record(f"e{i}", "A/quiz", float(i))
+        clock.advance(REMEMBER_S / 20)
+    assert rows(tmp_path) <= 20 + 10
+
+
+def test_a_closed_log_refuses_use_and_a_reopened_one_remembers(
+    tmp_path: Path, log: DecisionLog, clock: ManualClock
+) -> None:
+    log.record("e1", "A/quiz", 1.0, deferred_impression=b"imp")
+    log.hold_outcome("e1", b"helpful")
+    log.close()
+    log.close()  # safe twice
+    with pytest.raises(StorageError, match="is closed"):
+        log.lookup("e1")
+
+    assert open_log(tmp_path, clock).activate("e1") == (b"imp", [b"helpful"])
+
+
+def record_from_another_process(
+    directory: str, name: str, count: int, shared: list[str], start: Barrier
+) -> tuple[int, int]:
+    """A worker: record `count` ids of its own and every shared id; (recorded, refused) shared."""
+    log = DecisionLog(Path(directory), remember_s=REMEMBER_S, deferred_expiry_s=DEFERRED_S)
+    start.wait()
+    recorded = refused = 0
+    for i in range(count):
+        log.record(f"{name}-{i}", "A/quiz", float(i))
+        if i < len(shared):
+            try:
+                log.record(shared[i], "A/quiz", float(i))
+                recorded += 1
+            except EventIdReused:
+                refused += 1
+    log.close()
+    return recorded, refused
+
+
+def test_two_processes_recording_at_once_lose_nothing_and_a_shared_id_is_taken_once(
+    tmp_path: Path,
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    n, shared = 300, [f"shared-{i}" for i in range(100)]
+    with spawn.Manager() as manager, spawn.Pool(2) as pool:
+        start = manager.Barrier(2)
+        results = pool.starmap(
+            record_from_another_process,
+            [(str(tmp_path), name, n, shared, start) for name in ("a", "b")],
+        )
+
+    assert sum(recorded for recorded, _ in results) == len(shared)
+    assert sum(refused for _, refused in results) == len(shared)
+    log = open_log(tmp_path, ManualClock(0.0))
+    assert all(log.lookup(f"{name}-{i}") for name in ("a", "b") for i in range(n))
+    assert rows(tmp_path) == 2 * n + len(shared)
+
+
+@pytest.mark.parametrize(
+    ("remember_s", "deferred_s", "message"),
+    [(0.0, 1.0, "remember_s=0.0"), (1.0, -1.0, "deferred_expiry_s=-1.0")],
+)
+def test_a_log_that_keeps_nothing_is_refused(
+    tmp_path: Path, remember_s: float, deferred_s: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        DecisionLog(tmp_path, remember_s=remember_s, deferred_expiry_s=deferred_s)
