@@ -831,7 +831,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def create_app(parts: ServiceParts) -> FastAPI:
     """The service's FastAPI app over `parts` (lifetimes of the parts are the caller's)."""
-    app = FastAPI(title="nudge serve", docs_url=None, redoc_url=None, openapi_url=None)
+    # The OpenAPI description (/openapi.json, browsable at /docs) is open, like /healthz.
+    app = FastAPI(
+        title="nudge serve", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json"
+    )
     service = Service(parts)
     _add_our_api(app, service)
     _add_personalizer(app, service)

@@ -168,6 +168,53 @@ def kafka_sink_factory(cfg: Config) -> Callable[[], MessageSink]:
     return make
 
 
+class _CountedSink:
+    """A sink whose failed sends and flushes are counted in the service's metrics."""
+
+    def __init__(self, sink: MessageSink, on_error: Callable[[], None]) -> None:
+        self._sink = sink
+        self._on_error = on_error
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        try:
+            self._sink.send(topic, key, value, headers)
+        except Exception:
+            self._on_error()
+            raise
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        try:
+            self._sink.flush(timeout_s)
+        except Exception:
+            self._on_error()
+            raise
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+def counted(
+    factory: Callable[[], MessageSink], on_error: Callable[[], None]
+) -> Callable[[], MessageSink]:
+    """`factory` whose sinks count their failures, and whose own failure (no broker) counts."""
+
+    def make() -> MessageSink:
+        try:
+            sink = factory()
+        except Exception:
+            on_error()
+            raise
+        return _CountedSink(sink, on_error)
+
+    return make
+
+
 def build_app(cfg: Config, sink_factory: Callable[[], MessageSink] | None = None) -> object:
     """One worker's app: its Decider, the shared spool and decision log, metrics and a drainer,
     started and stopped with the app's lifespan."""
@@ -184,13 +231,15 @@ def build_app(cfg: Config, sink_factory: Callable[[], MessageSink] | None = None
         s.spool_directory, remember_s=s.remember_s, deferred_expiry_s=s.deferred_expiry_s
     )
     holder = DeciderHolder(cfg, s.reload_interval_s)
-    drainer = Drainer(spool, sink_factory or kafka_sink_factory(cfg), timeout_s=s.produce_timeout_s)
+    metrics = ServiceMetrics()
+    factory = counted(sink_factory or kafka_sink_factory(cfg), metrics.produce_error)
+    drainer = Drainer(spool, factory, timeout_s=s.produce_timeout_s)
     parts = ServiceParts(
         config=cfg,
         decider=holder,
         spool=spool,
         decisions=decisions,
-        metrics=ServiceMetrics(),
+        metrics=metrics,
         api_keys=load_api_keys(cfg),
     )
     app: FastAPI = create_app(parts)

@@ -66,13 +66,18 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: f
     raise AssertionError(f"nudge serve not ready after {timeout_s} s: {log.read_text()[-3000:]}")
 
 
-def spool_depth(base: str) -> int:
-    """nudge_spool_depth_events from /metrics."""
+def metric(base: str, name: str) -> float:
+    """The value of an unlabelled metric from /metrics."""
     _, body = get(f"{base}/metrics")
     for line in body.decode().splitlines():
-        if line.startswith("nudge_spool_depth_events"):
-            return int(float(line.rsplit(" ", 1)[1]))
-    raise AssertionError("no nudge_spool_depth_events in /metrics")
+        if line.startswith(name) and line[len(name)] in " {":
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def spool_depth(base: str) -> int:
+    """nudge_spool_depth_events from /metrics."""
+    return int(metric(base, "nudge_spool_depth_events"))
 
 
 def wait_drained(base: str, timeout_s: float = 120) -> None:

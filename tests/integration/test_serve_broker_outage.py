@@ -15,7 +15,15 @@ import pytest
 
 from streams.stats import Ledger
 from tests.integration.conftest import ROOT, Deployment
-from tests.integration.serving import API_KEY, get, serving, spool_depth, stats, wait_drained
+from tests.integration.serving import (
+    API_KEY,
+    get,
+    metric,
+    serving,
+    spool_depth,
+    stats,
+    wait_drained,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -85,6 +93,7 @@ def test_decisions_never_fail_while_kafka_is_down_and_every_impression_is_learne
     # During the outage decisions went on, the spool grew and readiness said why.
     assert seen_during_outage["spool"] > 100, seen_during_outage
     assert seen_during_outage["ready"] == 503, seen_during_outage
+    assert seen_during_outage["produce_errors"] >= 1, seen_during_outage
     learned = stats(dep)
     ledger = Ledger.of(ids)
     assert learned["ledger"] == {"count": ledger.count, "digest": f"{ledger.digest:016x}"}
@@ -99,5 +108,6 @@ def _outage(base: str, data: Path, seen: dict[str, object]) -> None:
     time.sleep(OUTAGE_S - 5)
     seen["spool"] = spool_depth(base)
     seen["ready"], seen["ready_body"] = get(f"{base}/readyz")
+    seen["produce_errors"] = metric(base, "nudge_produce_errors_total")
     time.sleep(max(0.0, stopped + OUTAGE_S - time.monotonic()))
     _kafka("start", data)
