@@ -1,13 +1,13 @@
 """The closed loop on the simulator: decide with the live snapshot, log to Kafka, learn, reload.
 
-The simulated platform asks the decision library what to show at each trigger, logs the
-impression (with the decider's exact probability) and, after the learner's reaction delay,
-the outcome, to Kafka. A separately running `nudge consume` joins and learns and publishes
+The simulated platform asks a `DecisionPort` what to show at each trigger (the port logs the
+impression with the decider's exact probability) and, after the learner's reaction delay,
+reports the outcome. A separately running `nudge consume` joins and learns and publishes
 snapshots; the decider hot-reloads them. After each round the true expected reward of the
 decisions actually made (exact, from the simulator) is reported next to what uniform random
-and send-to-all would have earned on the same decisions, so the climb is visible. The loop is
-given where to send its messages (`MessageSink`) and how to read the topics' end offsets, so
-it knows nothing of Kafka.
+and send-to-all would have earned on the same decisions, so the climb is visible. The port is
+the decision library in process (`LibraryPort`) or `nudge serve` over HTTP; the loop is given
+how to read the topics' end offsets, so it knows nothing of Kafka or HTTP.
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-import orjson
 
 from bandit.config import Config
-from bandit.decisions import Decider
 from bandit.errors import NudgeError
-from bandit.events import OutcomeLabel, timestamp_text
+from bandit.events import OutcomeLabel
 from bandit.learning import OnlineLearner
-from bandit.ports import MessageSink
+from bandit.simulation.decision_port import DecisionPort
 from bandit.simulation.world import MESSAGE_FEATURES, Trigger, World
 from bandit.snapshots import SnapshotStore, signing_key
 from bandit.state import LearnerState
@@ -104,57 +102,64 @@ def initial_snapshot(config: Config, world: World, store: SnapshotStore) -> str:
         learner.close()
 
 
+def ensure_snapshot(config: Config, seed: int) -> str | None:
+    """Publish the untrained snapshot of the world of `seed` into the configured directory if
+    it has none yet (something must decide the first round); its name, or None."""
+    key = signing_key(config.snapshots.signing_key_file)
+    store = SnapshotStore(config.snapshots.directory, config.snapshots.keep, key=key)
+    if store.latest_pointer() is not None:
+        return None
+    sim = config.simulator
+    name = initial_snapshot(config, World(seed, sim.learners, sim.courses), store)
+    log.info("no snapshot yet: starting from the untrained policy %s (uniform)", name)
+    return name
+
+
 EndOffsets = Callable[[], Mapping[str, int]]  # "topic/partition" -> next offset to be written
 
 
 class ClosedLoop:
     """Runs the simulated platform against a live consumer through Kafka and snapshots.
 
-    `sink` receives the impressions and outcomes; `end_offsets()` tells, after a round, how
-    far the topics go, so the loop can wait for a snapshot trained through all of it.
+    `port` decides and logs the impressions and outcomes (a snapshot must exist: see
+    `ensure_snapshot`); `end_offsets()` tells, after a round, how far the topics go, so the
+    loop can wait until they hold everything it sent (a service may log it a little later)
+    and then for a snapshot trained through all of it.
     """
 
     def __init__(
-        self, config: Config, options: LoopOptions, sink: MessageSink, end_offsets: EndOffsets
+        self, config: Config, options: LoopOptions, port: DecisionPort, end_offsets: EndOffsets
     ) -> None:
         self.config = config
         self.options = options
-        self.sink = sink
+        self.port = port
         self.end_offsets = end_offsets
         sim = config.simulator
         self.world = World(options.seed, sim.learners, sim.courses)
         self.rng = np.random.default_rng([options.seed, 5])
         self.t = datetime.fromisoformat(sim.start).timestamp()
-        self._outcomes: list[tuple[float, int, bytes, bytes]] = []
+        # (arrival time, sequence, event id, trigger, label, value) of outcomes not yet sent
+        self._outcomes: list[tuple[float, int, str, str, OutcomeLabel, float]] = []
         self._sequence = 0
+        self._sent: Counter[str] = Counter()  # messages sent per topic
 
     def run(self, report: Callable[[RoundReport], None]) -> list[RoundReport]:
-        key = signing_key(self.config.snapshots.signing_key_file)
-        store = SnapshotStore(self.config.snapshots.directory, self.config.snapshots.keep, key=key)
-        if store.latest_pointer() is None:
-            name = initial_snapshot(self.config, self.world, store)
-            log.info("no snapshot yet: starting from the untrained policy %s (uniform)", name)
         reports: list[RoundReport] = []
-        producer = self.sink
-        decider = Decider(store.directory, seed=self.options.seed, key=key)
-        decider.watch(self.options.watch_interval_s)
-        try:
-            for r in range(1, self.options.rounds + 1):
-                policy, learned = decider.version, decider.policy.snapshot.manifest.examples
-                tally = self._round(decider, producer)
-                producer.flush()
-                waited, caught_up = self._wait_for_learner(decider)
-                reports.append(self._report(r, tally, policy, learned, waited, caught_up))
-                report(reports[-1])
-            self._send_outcomes(producer, until=math.inf)
-            producer.flush()
-        finally:
-            decider.close()
+        before = _per_topic(self.end_offsets())
+        for r in range(1, self.options.rounds + 1):
+            view = self.port.policy()
+            tally = self._round()
+            self.port.flush()
+            waited, caught_up = self._wait_for_learner(before)
+            reports.append(self._report(r, tally, view.version, view.examples, waited, caught_up))
+            report(reports[-1])
+        self._send_outcomes(until=math.inf)
+        self.port.flush()
         return reports
 
     # ---- one round ----------------------------------------------------------------------
 
-    def _round(self, decider: Decider, producer: MessageSink) -> _RoundTally:
+    def _round(self) -> _RoundTally:
         cfg, world, rng = self.config, self.world, self.rng
         tally = _RoundTally()
         for _ in range(self.options.decisions_per_round):
@@ -163,14 +168,12 @@ class ClosedLoop:
             trig = world.triggers[int(rng.integers(len(world.triggers)))]
             self._sequence += 1
             event_id = f"loop{self.options.seed}-{self._sequence:09d}"
-            decision = decider.decide(
+            self._send_outcomes(until=self.t)  # the reactions that arrived before this trigger
+            decision = self.port.decide(
                 trig.trigger_id, f"u{who:06d}", world.context(who, trig), trig.candidates,
-                event_id=event_id, timestamp=self.t,
+                event_id, self.t,
             )  # fmt: skip
-            self._send_outcomes(producer, until=self.t)
-            producer.send(
-                cfg.kafka.impressions_topic, event_id.encode(), decision.impression_json()
-            )
+            self._sent[cfg.kafka.impressions_topic] += 1
             truth = world.expected_rewards(
                 who, trig, cfg.rewards, cfg.join, cfg.simulator.median_delay_s
             )
@@ -193,7 +196,7 @@ class ClosedLoop:
                     tally.not_helpful += float(p) * pn
             tally.why[decision.why] += 1
             self._react(who, trig, decision.action, event_id)
-        self._send_outcomes(producer, until=self.t)
+        self._send_outcomes(until=self.t)
         return tally
 
     def _react(self, who: int, trig: Trigger, action: str, event_id: str) -> None:
@@ -208,40 +211,46 @@ class ClosedLoop:
         delay = float(self.rng.lognormal(math.log(cfg.simulator.median_delay_s), 1.0))
         delay = min(delay, 1.5 * cfg.join.window_s)
         value = float(self.rng.poisson(3.0 if label == OutcomeLabel.HELPFUL else 1.0))
-        outcome = {
-            "type": "outcome",
-            "event_id": event_id,
-            "timestamp": timestamp_text(self.t + delay),
-            "trigger": trig.trigger_id,
-            "outcome": label.value,
-            "value": value,
-        }
         heapq.heappush(
             self._outcomes,
-            (self.t + delay, self._sequence, event_id.encode(), orjson.dumps(outcome)),
+            (self.t + delay, self._sequence, event_id, trig.trigger_id, label, value),
         )
 
-    def _send_outcomes(self, producer: MessageSink, until: float) -> None:
-        topic = self.config.kafka.outcomes_topic
+    def _send_outcomes(self, until: float) -> None:
         while self._outcomes and self._outcomes[0][0] <= until:
-            _, _, key, value = heapq.heappop(self._outcomes)
-            producer.send(topic, key, value)
+            at, _, event_id, trigger, label, value = heapq.heappop(self._outcomes)
+            self.port.report_outcome(event_id, trigger, label, value, at)
+            self._sent[self.config.kafka.outcomes_topic] += 1
 
-    def _wait_for_learner(self, decider: Decider) -> tuple[float, bool]:
-        """Wait until the decider serves a snapshot trained through everything sent so far."""
+    def _wait_for_learner(self, before: Mapping[str, int]) -> tuple[float, bool]:
+        """Wait until the topics hold everything sent so far (`before`: their message counts
+        when the loop started), then until the port decides with a snapshot trained through
+        all of it."""
         started = time.monotonic()
-        ends = self.end_offsets()
         while True:
-            trained = decider.policy.snapshot.manifest.trained_through
+            ends = self.end_offsets()
+            held = _per_topic(ends)
+            if all(held.get(t, 0) >= before.get(t, 0) + n for t, n in self._sent.items()):
+                break
+            if self._waited_too_long(started, "the topics to hold the round"):
+                return time.monotonic() - started, False
+            time.sleep(0.1)
+        while True:
+            trained = self.port.policy().trained_through
             if all(trained.get(k, 0) >= end for k, end in ends.items()):
                 return time.monotonic() - started, True
-            if time.monotonic() - started > self.options.snapshot_wait_s:
-                log.warning(
-                    "no snapshot covering the round after %.0fs (is `nudge consume` running?); "
-                    "going on with %s", self.options.snapshot_wait_s, decider.version,
-                )  # fmt: skip
+            if self._waited_too_long(started, "a snapshot covering the round"):
                 return time.monotonic() - started, False
             time.sleep(0.05)
+
+    def _waited_too_long(self, started: float, what: str) -> bool:
+        if time.monotonic() - started <= self.options.snapshot_wait_s:
+            return False
+        log.warning(
+            "no sign of %s after %.0fs (is `nudge consume` running?); going on with %s",
+            what, self.options.snapshot_wait_s, self.port.policy().version,
+        )  # fmt: skip
+        return True
 
     @staticmethod
     def _report(
@@ -267,3 +276,11 @@ class ClosedLoop:
             waited_s=round(waited, 2),
             caught_up=caught_up,
         )
+
+
+def _per_topic(offsets: Mapping[str, int]) -> dict[str, int]:
+    """End offsets summed over each topic's partitions: how many messages it holds (from 0)."""
+    totals: Counter[str] = Counter()
+    for key, end in offsets.items():
+        totals[key.rpartition("/")[0]] += end
+    return dict(totals)

@@ -175,4 +175,3 @@ def population_value(table: np.ndarray, policy: np.ndarray) -> float:
 def conditional_value(log: SimulatedLog, target: np.ndarray) -> float:
     """True value of a policy (n, K) on the logged decisions' own contexts."""
     return float((log.q * target).sum(axis=1).mean())
-

@@ -8,7 +8,9 @@ from bandit.ports import MessageSink
 from bandit.simulation.traffic import SimulationRun
 
 
-def publish(run: SimulationRun, sink: MessageSink, impressions_topic: str, outcomes_topic: str) -> None:
+def publish(
+    run: SimulationRun, sink: MessageSink, impressions_topic: str, outcomes_topic: str
+) -> None:
     """Send every message to the impressions or outcomes topic, keyed by event id; then flush."""
     for msg in run.messages:
         topic = impressions_topic if msg.kind == "impression" else outcomes_topic

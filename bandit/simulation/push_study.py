@@ -159,4 +159,3 @@ def expected_login(study: PushStudy, parents: np.ndarray, target: np.ndarray) ->
     """True expected login rate of a policy given as (rows, 5) probabilities over
     `PUSH_ACTIONS` for the parents of `parents` (conditional on those parents)."""
     return float((study.login_probabilities()[parents] * target).sum(axis=1).mean())
-
