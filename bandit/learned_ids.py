@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 _NEG_INF = float("-inf")
 _MERGE_EVERY = 16_384  # new ids are kept in a dict until this many, then merged (sorted)
+MEMORY_BYTES_PER_ID = 16  # a uint64 hash and an int64 bucket, once merged
 BUCKETS_PER_HORIZON = 32
 
 

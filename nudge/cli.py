@@ -117,6 +117,7 @@ def _metrics_endpoint(args: argparse.Namespace) -> MetricsEndpoint | None:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
+    from streams.allocator import pin_mmap_threshold
     from streams.consumer import RunOptions, StreamLearner, install_signal_handlers
     from streams.kafka_io import (
         SNAPSHOT_MESSAGE_BYTES,
@@ -129,6 +130,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     check_output("--stats-json", args.stats_json)
     cfg = _config(args)
     _snapshot_key(cfg)  # a bad signing key fails now, not at the first snapshot
+    pin_mmap_threshold()  # checkpoint-sized buffers stay out of the heap (streams.allocator)
     endpoint = _metrics_endpoint(args)
     try:
         k = cfg.kafka

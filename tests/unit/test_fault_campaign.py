@@ -7,15 +7,18 @@ import random
 
 import pytest
 
-from bandit.learned_ids import LearnedIds, event_hash
+from bandit.config import JoinConfig
+from bandit.learned_ids import MEMORY_BYTES_PER_ID, LearnedIds, event_hash
 from benchmarks.fault_campaign import (
     FUZZ_KINDS,
     Check,
     Fuzzer,
     Pools,
     Row,
+    caps_reached_at,
     counter_diff,
     format_table,
+    growth_per_100k,
     linear_slope,
     recorded_hashes,
     tally,
@@ -206,6 +209,46 @@ def test_a_valid_fuzzed_message_is_the_template_with_a_fresh_id():
 def test_linear_slope_of_a_line_and_of_too_few_points():
     assert linear_slope([(0, 1), (1, 3), (2, 5), (3, 7)]) == pytest.approx(2.0)
     assert linear_slope([(0, 1), (1, 3)]) is None
+
+
+# ---- push-100k: RSS growth once the join's structures are capped ---------------------------------
+
+FIRST, CAP = 2_811, 20_000  # the first chunk's messages; pending and closed-window caps
+
+
+def push_rss(consumed: int) -> float:
+    """VmRSS of a push as measured in memory: +30 MB while the closed windows fill (after the
+    pending cap), then only the learned ids (16 B per message)."""
+    pending_cap, closed_cap = FIRST + CAP, FIRST + 2 * CAP
+    if consumed <= closed_cap:
+        return 150.0 + 30.0 * (consumed - pending_cap) / CAP
+    return 180.0 + (consumed - closed_cap) * MEMORY_BYTES_PER_ID / 2**20
+
+
+PUSH = [(n / 2_000, n, push_rss(n)) for n in range(FIRST + CAP, FIRST + 100_001, 2_000)]
+
+
+def test_both_caps_are_reached_a_pending_cap_and_a_closed_window_cap_into_the_push() -> None:
+    join = JoinConfig(max_pending_impressions=CAP, max_closed_windows=CAP)
+    assert caps_reached_at(FIRST, join) == FIRST + 2 * CAP
+
+
+def test_past_both_caps_only_the_learned_ids_grow_and_net_of_them_rss_is_flat() -> None:
+    growth = growth_per_100k(PUSH, FIRST + 2 * CAP, FIRST + 100_000, MEMORY_BYTES_PER_ID)
+    assert growth is not None
+    measured, net = growth
+    assert measured == pytest.approx(100_000 * 16 / 2**20)  # 1.5 MB per 100k: the learned ids
+    assert net == pytest.approx(0.0, abs=1e-9)
+
+
+def test_from_the_pending_cap_the_closed_windows_filling_looks_like_a_leak() -> None:
+    # What the campaign measured before (+32 MB per 100k): the window began at the pending cap.
+    growth = growth_per_100k(PUSH, FIRST + CAP, FIRST + 100_000, MEMORY_BYTES_PER_ID)
+    assert growth is not None and growth[1] > 10.0
+
+
+def test_growth_needs_three_samples_in_the_window() -> None:
+    assert growth_per_100k(PUSH, FIRST + 98_000, FIRST + 100_000, MEMORY_BYTES_PER_ID) is None
 
 
 def samples(rss: list[float], per_step: int = 100_000) -> list[Sample]:
