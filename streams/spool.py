@@ -5,14 +5,19 @@ The decision service appends every event here before it answers, so a Kafka outa
 lose the last commits). Rows keep their insertion order across every process that appends to
 one directory. One `Drainer` per directory at a time (`flock` on `drain.lock`) sends the
 oldest rows, flushes, then deletes them, so a failed flush only means they are sent again (the
-consumer refuses duplicate event ids). Depth and the drainer's health live in one counters row,
-so every worker process reads the same status cheaply.
+consumer refuses duplicate event ids). The drainer also checkpoints the WAL into the database
+file, on a connection of its own, so requests do not pay for it (an append checkpoints only past
+`SAFETY_CHECKPOINT_PAGES`, when no drainer does). Depth and the drainer's health live in one
+counters row, so every worker process reads the same status cheaply. Another component may keep
+its own tables in the spool's database and write them in the same transaction as an append
+(`transaction`): both are committed, or neither.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -32,6 +37,11 @@ DB_FILE = "spool.sqlite3"
 LOCK_FILE = "drain.lock"
 BUSY_TIMEOUT_MS = 30_000  # several workers append at once; a write transaction is short
 LOCK_RETRY_S = 1.0  # how often a drainer without the lock tries again (its holder may die)
+# WAL pages past which a committing append checkpoints (SQLite's default is 1,000): only a
+# backstop, the drainer checkpoints far sooner; 10,000 pages of 4 KiB bound the WAL near 40 MB.
+SAFETY_CHECKPOINT_PAGES = 10_000
+# How often the drainer checkpoints: each one syncs the files, so not after every batch.
+CHECKPOINT_EVERY_S = 0.5
 
 _SCHEMA = """
 BEGIN IMMEDIATE;
@@ -50,6 +60,7 @@ CREATE TABLE IF NOT EXISTS counters (
 INSERT OR IGNORE INTO counters VALUES (1, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0);
 COMMIT;
 """
+_INSERT_MESSAGE = "INSERT INTO messages (topic, key, value, size) VALUES (?, ?, ?, ?)"
 
 
 class SpoolFull(NudgeError):
@@ -82,6 +93,22 @@ class SpoolStatus:
     sent_total: int
     failures_total: int
     refused_total: int
+
+
+class SpoolTransaction:
+    """One write transaction on the spool's database, open for a `with spool.transaction()` block:
+    the messages appended through it and what another component writes through `db` (its own
+    tables in the same database) are committed together, or not at all."""
+
+    def __init__(self, spool: Spool, db: sqlite3.Connection) -> None:
+        self.db = db
+        self._spool = spool
+        self._turned_away: list[tuple[int, int]] = []  # (events, bytes) refused for want of room
+
+    def append(self, messages: Sequence[SpoolMessage]) -> None:
+        """Add messages (all or none) when the transaction commits; `SpoolFull` if they would pass
+        a limit (the spool counts as full from then on, even if the transaction is rolled back)."""
+        self._spool._append(self, messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +147,10 @@ class Spool:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a read inside a transaction's block must not deadlock
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
+        self._closed = False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -129,37 +159,43 @@ class Spool:
             ) from exc
         with self._translated():
             self._db: sqlite3.Connection | None = connect(self.directory / DB_FILE)
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_CHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
 
     def append(self, messages: Sequence[SpoolMessage]) -> None:
         """Add messages in one transaction (all or none); `SpoolFull` if they would pass a limit."""
-        batch = list(messages)
-        if not batch:
-            return
-        size = sum(message_size(m) for m in batch)
-        too_large = len(batch) > self.max_events or size > self.max_bytes
-        with self._write() as db:
-            events, nbytes = db.execute("SELECT depth_events, depth_bytes FROM counters").fetchone()
-            fits = events + len(batch) <= self.max_events and nbytes + size <= self.max_bytes
-            if fits:
-                db.executemany(
-                    "INSERT INTO messages (topic, key, value, size) VALUES (?, ?, ?, ?)",
-                    [(m.topic, m.key, m.value, message_size(m)) for m in batch],
-                )
-                db.execute(
-                    "UPDATE counters SET depth_events = depth_events + ?, "
-                    "depth_bytes = depth_bytes + ?",
-                    (len(batch), size),
-                )
-            elif not too_large:  # turned away for want of room: the spool is full
-                db.execute("UPDATE counters SET turned_away = 1")
-        if not fits:
-            raise SpoolFull(
-                f"spool {self.directory} is full: it holds {events} events ({nbytes} bytes) of at "
-                f"most {self.max_events} events ({self.max_bytes} bytes), so {len(batch)} more "
-                f"({size} bytes) cannot be added"
-                + (" even when empty" if too_large else " until Kafka takes some")
-            )
+        with self.transaction() as tx:
+            tx.append(messages)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SpoolTransaction]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE, so the writers of every process
+        serialize): committed when the block ends, rolled back if it raises."""
+        with self._lock, self._translated():
+            db = self._open()
+            db.execute("BEGIN IMMEDIATE")
+            tx = SpoolTransaction(self, db)
+            try:
+                yield tx
+            except BaseException:
+                db.rollback()
+                self._mark_turned_away(tx, committing=False)
+                raise
+            try:
+                self._mark_turned_away(tx, committing=True)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.rollback()
+                raise
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The database connection, this thread's alone during the block (autocommit: each
+        statement its own transaction), for a component reading or creating its own tables in
+        the spool's database; writes that must commit with appends go through `transaction`."""
+        with self._read() as db:
+            yield db
 
     def depth(self) -> tuple[int, int]:
         """(events, bytes) waiting, read from the counters row."""
@@ -195,12 +231,83 @@ class Spool:
             rows = db.execute("SELECT topic, key, value, reason FROM refused ORDER BY seq")
             return [(SpoolMessage(t, k, v), reason) for t, k, v, reason in rows]
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the WAL's committed pages into the database file without waiting for anyone
+        (PASSIVE), on a connection of its own so this process's appends go on meanwhile;
+        returns (pages in the WAL, pages copied). The drainer calls it every
+        `CHECKPOINT_EVERY_S`, so appends need not (see `SAFETY_CHECKPOINT_PAGES`)."""
+        with self._checkpoint_lock, self._translated():
+            if self._closed:
+                raise StorageError(f"spool {self.directory} is closed")
+            if self._checkpointer is None:
+                self._checkpointer = connect(self.directory / DB_FILE)
+            _, wal_pages, copied = self._checkpointer.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchone()
+        return int(wal_pages), int(copied)
+
     def close(self) -> None:
         """Close the database (the rows stay on disk); safe twice."""
         with self._lock:
             db, self._db = self._db, None
             if db is not None:
                 db.close()
+        with self._checkpoint_lock:
+            self._closed = True
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if checkpointer is not None:
+                checkpointer.close()
+
+    # -- for SpoolTransaction ---------------------------------------------------------------
+
+    def _append(self, tx: SpoolTransaction, messages: Sequence[SpoolMessage]) -> None:
+        """Count the messages in and insert them if they fit: one conditional UPDATE of the
+        counters (it is the check) and one INSERT; the depth is read only to explain a refusal."""
+        batch = list(messages)
+        if not batch:
+            return
+        size = sum(message_size(m) for m in batch)
+        db = tx.db
+        counted = db.execute(
+            "UPDATE counters SET depth_events = depth_events + ?1, depth_bytes = depth_bytes + ?2 "
+            "WHERE depth_events + ?1 <= ?3 AND depth_bytes + ?2 <= ?4",
+            (len(batch), size, self.max_events, self.max_bytes),
+        )
+        if counted.rowcount == 1:
+            rows = [(m.topic, m.key, m.value, message_size(m)) for m in batch]
+            if len(rows) == 1:
+                db.execute(_INSERT_MESSAGE, rows[0])
+            else:
+                db.executemany(_INSERT_MESSAGE, rows)
+            return
+        events, nbytes = db.execute("SELECT depth_events, depth_bytes FROM counters").fetchone()
+        too_large = len(batch) > self.max_events or size > self.max_bytes
+        if not too_large:  # turned away for want of room: the spool is full
+            tx._turned_away.append((len(batch), size))
+        raise SpoolFull(
+            f"spool {self.directory} is full: it holds {events} events ({nbytes} bytes) of at "
+            f"most {self.max_events} events ({self.max_bytes} bytes), so {len(batch)} more "
+            f"({size} bytes) cannot be added"
+            + (" even when empty" if too_large else " until Kafka takes some")
+        )
+
+    def _mark_turned_away(self, tx: SpoolTransaction, *, committing: bool) -> None:
+        """Record that an append was turned away, so the status says full until a drain. The
+        condition is checked again in the same statement: after a rollback, a drain may have
+        made room in between. After a rollback a failure here is only logged (the exception
+        that rolled back matters more)."""
+        for events, size in tx._turned_away:
+            try:
+                tx.db.execute(
+                    "UPDATE counters SET turned_away = 1 "
+                    "WHERE depth_events + ?1 > ?3 OR depth_bytes + ?2 > ?4",
+                    (events, size, self.max_events, self.max_bytes),
+                )
+            except sqlite3.Error as exc:
+                if committing:
+                    raise
+                log.warning("spool %s: could not mark the spool full: %s", self.directory, exc)
+        tx._turned_away.clear()
 
     # -- for the Drainer -------------------------------------------------------------------
 
@@ -423,6 +530,7 @@ class Drainer:
         self._sink: MessageSink | None = None
         self._stopping = threading.Event()
         self._deadline = 0.0
+        self._checkpointed_at = -math.inf
         self._thread: threading.Thread | None = None
 
     @property
@@ -471,10 +579,23 @@ class Drainer:
         if not self._lock.try_acquire():
             return LOCK_RETRY_S
         attempt = self._attempt(self.timeout_s)
+        self._checkpoint()
         if attempt.failed:
             return self._backoff.failed()
         self._backoff.succeeded()
         return 0.0 if attempt.sent or attempt.refused else self.idle_s
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the spool's WAL here, off the request path, whether or not Kafka is up,
+        at most every `CHECKPOINT_EVERY_S`."""
+        now = time.monotonic()
+        if 0 <= now - self._checkpointed_at < CHECKPOINT_EVERY_S:
+            return
+        self._checkpointed_at = now
+        try:
+            self.spool.checkpoint()
+        except StorageError as exc:  # the next turn tries again; appends checkpoint past a limit
+            log.warning("spool %s: checkpoint failed: %s", self.spool.directory, exc)
 
     def _finish(self) -> None:
         try:

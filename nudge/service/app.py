@@ -397,19 +397,21 @@ class Service:
             )  # fmt: skip
         raw = decision.impression_json()
         self._check_impression(api, decision, raw)
-        try:
-            self.parts.decisions.record(
-                event_id, ask.trigger, ts, deferred_impression=raw if ask.deferred else None
-            )
+        try:  # the decision is remembered only if its impression is spooled, and vice versa
+            with self.parts.spool.transaction() as tx:
+                self.parts.decisions.record(
+                    event_id, ask.trigger, ts, deferred_impression=raw if ask.deferred else None,
+                    tx=tx,
+                )  # fmt: skip
+                if not ask.deferred:
+                    tx.append([self._message(self.config.kafka.impressions_topic, event_id, raw)])
         except EventIdReused:
             raise ApiError(
                 409, "event_id_reused", f"event id {event_id!r} was used already",
                 _FIELDS[api]["event_id"],
             ) from None  # fmt: skip
-        if not ask.deferred:
-            self._spool_or_forget(
-                event_id, [self._message(self.config.kafka.impressions_topic, event_id, raw)]
-            )
+        except SpoolFull:
+            raise spool_full() from None
         self.parts.metrics.decided(api, decision.why, time.perf_counter() - started)
         return decision
 
@@ -454,30 +456,24 @@ class Service:
             raise unknown_event(PERSONALIZER, event_id)
         if not logged.deferred or logged.activated:
             return  # logged already: activating twice changes nothing
-        if self.parts.spool.status().full:
-            raise spool_full()
-        released = self.parts.decisions.activate(event_id)
-        if released is None:
-            return  # another worker activated it in between
-        impression, outcomes = released
-        stamp = timestamp_text(self.parts.clock())
         topics = self.config.kafka
-        messages = [
-            self._message(topics.impressions_topic, event_id, _restamped(impression, stamp))
-        ]
-        messages += [
-            self._message(topics.outcomes_topic, event_id, _restamped(o, stamp)) for o in outcomes
-        ]
-        try:
-            self._spool(messages)
-        except BaseException:  # not logged after all: deferred again, as it was
-            self.parts.decisions.forget(event_id)
-            self.parts.decisions.record(
-                event_id, logged.trigger, logged.ts, deferred_impression=impression
-            )
-            for held in outcomes:
-                self.parts.decisions.hold_outcome(event_id, held)
-            raise
+        try:  # a refusal rolls the activation back: still deferred, its outcomes still held
+            with self.parts.spool.transaction() as tx:
+                released = self.parts.decisions.activate(event_id, tx=tx)
+                if released is None:
+                    return  # another worker activated it in between
+                impression, outcomes = released
+                stamp = timestamp_text(self.parts.clock())
+                messages = [
+                    self._message(topics.impressions_topic, event_id, _restamped(impression, stamp))
+                ]
+                messages += [
+                    self._message(topics.outcomes_topic, event_id, _restamped(o, stamp))
+                    for o in outcomes
+                ]
+                tx.append(messages)
+        except SpoolFull:
+            raise spool_full() from None
 
     def _check_event(self, raw: bytes) -> None:
         """The consumer's own check of an event about to be logged."""
@@ -521,13 +517,6 @@ class Service:
             self.parts.spool.append(messages)
         except SpoolFull:
             raise spool_full() from None
-
-    def _spool_or_forget(self, event_id: str, messages: list[SpoolMessage]) -> None:
-        try:
-            self._spool(messages)
-        except BaseException:
-            self.parts.decisions.forget(event_id)
-            raise
 
 
 def _restamped(raw: bytes, stamp: str) -> bytes:
@@ -842,7 +831,12 @@ def create_app(parts: ServiceParts) -> FastAPI:
     _add_error_handlers(app)
 
     def route_of(scope: Scope) -> str:
-        """The template of the route a request is for (a bounded label, unlike its path)."""
+        """The template of the route a request is for (a bounded label, unlike its path): the
+        one the router picked (Starlette leaves it in the scope), else matched here (a request
+        the door answered itself, or one no route matched)."""
+        picked = scope.get("route")
+        if picked is not None:
+            return str(getattr(picked, "path", "unmatched"))
         found = "unmatched"
         for route in app.router.routes:
             match, _ = route.matches(scope)

@@ -227,9 +227,7 @@ def build_app(cfg: Config, sink_factory: Callable[[], MessageSink] | None = None
 
     s = cfg.serve
     spool = Spool(s.spool_directory, max_events=s.spool_max_events, max_bytes=s.spool_max_bytes)
-    decisions = DecisionLog(
-        s.spool_directory, remember_s=s.remember_s, deferred_expiry_s=s.deferred_expiry_s
-    )
+    decisions = DecisionLog(spool, remember_s=s.remember_s, deferred_expiry_s=s.deferred_expiry_s)
     holder = DeciderHolder(cfg, s.reload_interval_s)
     metrics = ServiceMetrics()
     factory = counted(sink_factory or kafka_sink_factory(cfg), metrics.produce_error)

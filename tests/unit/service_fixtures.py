@@ -127,7 +127,7 @@ def make_harness(
     clock = ManualClock(T0)
     spool = Spool(tmp_path / "spool", max_events=max_events, max_bytes=10_000_000, clock=clock)
     decisions = DecisionLog(
-        tmp_path / "spool",
+        spool,
         remember_s=config.serve.remember_s,
         deferred_expiry_s=config.serve.deferred_expiry_s,
         clock=clock,

@@ -1,6 +1,7 @@
 """The decision service's memory of recent decisions (`nudge.service.decision_log`): unique event
 ids, expiry of both kinds, deferred impressions with the outcomes that wait for activation, and
-one table shared by several processes."""
+one table shared by several processes. The tables are in the spool's database, so a decision and
+its spooled impression commit together or not at all."""
 
 from __future__ import annotations
 
@@ -15,13 +16,23 @@ from bandit.errors import StorageError
 from nudge.service import decision_log as decision_log_module
 from nudge.service.decision_log import DB_FILE, DecisionLog, EventIdReused, LoggedDecision
 from streams.memory import ManualClock
+from streams.spool import Spool, SpoolFull, SpoolMessage
 
 REMEMBER_S = 100.0
 DEFERRED_S = 30.0
 
 
-def open_log(directory: Path, clock: ManualClock) -> DecisionLog:
-    return DecisionLog(directory, remember_s=REMEMBER_S, deferred_expiry_s=DEFERRED_S, clock=clock)
+def open_spool(directory: Path, max_events: int = 1_000_000) -> Spool:
+    return Spool(directory, max_events=max_events, max_bytes=1 << 30)
+
+
+def open_log(directory: Path, clock: ManualClock, spool: Spool | None = None) -> DecisionLog:
+    return DecisionLog(
+        spool or open_spool(directory),
+        remember_s=REMEMBER_S,
+        deferred_expiry_s=DEFERRED_S,
+        clock=clock,
+    )
 
 
 @pytest.fixture
@@ -155,6 +166,49 @@ def test_only_a_deferred_decision_can_be_activated_or_hold_outcomes(
     assert not log.hold_outcome(event_id, b"helpful")
 
 
+def impression(event_id: str) -> list[SpoolMessage]:
+    return [SpoolMessage("impressions", event_id.encode(), b"{}")]
+
+
+def test_a_decision_and_its_impression_commit_together_or_not_at_all(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    spool = open_spool(tmp_path, max_events=2)
+    log = open_log(tmp_path, clock, spool)
+    with spool.transaction() as tx:
+        log.record("e1", "A/quiz", 1.0, tx=tx)
+        tx.append(impression("e1"))
+    with pytest.raises(SpoolFull), spool.transaction() as tx:
+        log.record("e2", "A/quiz", 1.0, tx=tx)
+        tx.append([*impression("e2"), *impression("e2")])  # room for one only
+    with pytest.raises(EventIdReused), spool.transaction() as tx:
+        tx.append(impression("e3"))
+        log.record("e1", "B/video", 2.0, tx=tx)
+
+    decision = log.lookup("e1")
+    assert decision is not None and decision.trigger == "A/quiz"
+    assert log.lookup("e2") is None  # the id is free again
+    assert spool.depth()[0] == 1  # neither e2's nor e3's impression
+
+
+def test_an_activation_rolled_back_stays_deferred_with_its_held_outcomes(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    spool = open_spool(tmp_path, max_events=1)
+    log = open_log(tmp_path, clock, spool)
+    log.record("d1", "A/quiz", 1.0, deferred_impression=b"imp")
+    log.hold_outcome("d1", b"helpful")
+
+    with pytest.raises(SpoolFull), spool.transaction() as tx:
+        released = log.activate("d1", tx=tx)
+        assert released == (b"imp", [b"helpful"])
+        tx.append([*impression("d1"), *impression("d1")])
+
+    waiting = log.lookup("d1")
+    assert waiting is not None and (waiting.deferred, waiting.activated) == (True, False)
+    assert log.activate("d1") == (b"imp", [b"helpful"])
+
+
 def test_expired_rows_are_deleted_every_so_many_records(
     tmp_path: Path, log: DecisionLog, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,7 +236,8 @@ def record_from_another_process(
     directory: str, name: str, count: int, shared: list[str], start: Barrier
 ) -> tuple[int, int]:
     """A worker: record `count` ids of its own and every shared id; (recorded, refused) shared."""
-    log = DecisionLog(Path(directory), remember_s=REMEMBER_S, deferred_expiry_s=DEFERRED_S)
+    spool = open_spool(Path(directory))
+    log = DecisionLog(spool, remember_s=REMEMBER_S, deferred_expiry_s=DEFERRED_S)
     start.wait()
     recorded = refused = 0
     for i in range(count):
@@ -194,6 +249,7 @@ def record_from_another_process(
             except EventIdReused:
                 refused += 1
     log.close()
+    spool.close()
     return recorded, refused
 
 
@@ -224,4 +280,4 @@ def test_a_log_that_keeps_nothing_is_refused(
     tmp_path: Path, remember_s: float, deferred_s: float, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        DecisionLog(tmp_path, remember_s=remember_s, deferred_expiry_s=deferred_s)
+        DecisionLog(open_spool(tmp_path), remember_s=remember_s, deferred_expiry_s=deferred_s)

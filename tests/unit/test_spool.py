@@ -20,8 +20,9 @@ import pytest
 
 from bandit.errors import BrokerError, RecordRefused, StorageError
 from bandit.ports import MessageSink
+from streams import spool as spool_module
 from streams.memory import ManualClock, MemoryBroker
-from streams.spool import Backoff, Drainer, Spool, SpoolFull, SpoolMessage
+from streams.spool import DB_FILE, Backoff, Drainer, Spool, SpoolFull, SpoolMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "impressions"
@@ -155,6 +156,71 @@ def test_a_batch_larger_than_the_whole_spool_is_refused_without_marking_it_full(
     spool = Spool(tmp_path, max_events=100, max_bytes=10)
     with pytest.raises(SpoolFull, match=r"1 more \(12 bytes\) cannot be added even when empty"):
         spool.append(messages("abcdef"))
+    assert spool.depth() == (0, 0)
+    assert not spool.status().full
+
+
+def notes(spool: Spool) -> list[str]:
+    with spool.connection() as db:
+        return [text for (text,) in db.execute("SELECT text FROM notes ORDER BY text")]
+
+
+def spool_with_notes(directory: Path, max_events: int) -> Spool:
+    """A spool whose database also holds another component's table, `notes`."""
+    spool = Spool(directory, max_events=max_events, max_bytes=BIG)
+    with spool.connection() as db:
+        db.execute("CREATE TABLE notes (text TEXT PRIMARY KEY)")
+    return spool
+
+
+def test_another_tables_writes_commit_with_the_append_of_their_transaction(
+    tmp_path: Path,
+) -> None:
+    spool = spool_with_notes(tmp_path, max_events=10)
+    with spool.transaction() as tx:
+        tx.db.execute("INSERT INTO notes VALUES ('one')")
+        tx.append(messages("1"))
+    with pytest.raises(RuntimeError), spool.transaction() as tx:
+        tx.db.execute("INSERT INTO notes VALUES ('two')")
+        tx.append(messages("2"))
+        raise RuntimeError("the caller changed its mind")
+
+    assert notes(spool) == ["one"]
+    assert spool.depth() == (1, 2)
+    kafka = Kafka()
+    drain_all(Drainer(spool, kafka.factory))
+    assert kafka.values() == [b"1"]
+
+
+def test_an_append_turned_away_in_a_transaction_undoes_it_yet_marks_the_spool_full(
+    tmp_path: Path,
+) -> None:
+    spool = spool_with_notes(tmp_path, max_events=2)
+    spool.append(messages("1"))
+    with pytest.raises(SpoolFull, match="holds 1 events"), spool.transaction() as tx:
+        tx.db.execute("INSERT INTO notes VALUES ('two')")
+        tx.append(messages("2", "3"))
+
+    assert notes(spool) == []
+    assert spool.depth() == (1, 2)
+    assert spool.status().full  # until a drain, though there is room for one
+    drain_all(Drainer(spool, Kafka().factory))
+    assert not spool.status().full
+
+
+def test_a_full_spool_is_not_marked_full_after_a_drain_made_room_in_between(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_events=1, max_bytes=BIG)
+    spool.append(messages("1"))
+    other = Spool(tmp_path, max_events=1, max_bytes=BIG)
+    with pytest.raises(SpoolFull), spool.transaction() as tx:
+        try:
+            tx.append(messages("2"))
+        finally:  # a drain gets in after the rollback, before the refusal is recorded
+            tx.db.rollback()
+            drain_all(Drainer(other, Kafka().factory))
+
     assert spool.depth() == (0, 0)
     assert not spool.status().full
 
@@ -352,6 +418,49 @@ def test_stop_with_kafka_down_returns_within_its_timeout_and_keeps_the_rows(
     assert time.monotonic() - began < 3.0
     assert spool.depth() == (2, 4) and not drainer.draining
     assert spool.status().broker_ok is False
+
+
+def database_bytes(directory: Path) -> int:
+    """The size of the database file proper: pages reach it only by a checkpoint of the WAL."""
+    return (directory / DB_FILE).stat().st_size
+
+
+def big_messages(count: int) -> list[SpoolMessage]:
+    return [SpoolMessage(TOPIC, None, b"x" * 4000) for _ in range(count)]
+
+
+def test_appends_leave_the_wal_to_the_drainer_which_checkpoints_it_even_with_kafka_down(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_events=100, max_bytes=BIG)
+    before = database_bytes(tmp_path)
+    for _ in range(50):
+        spool.append(big_messages(1))
+    assert database_bytes(tmp_path) == before  # no append paid for a checkpoint
+    kafka = Kafka()
+    kafka.up = False
+    drainer = Drainer(spool, kafka.factory, backoff_s=(0.05, 0.05))
+    drainer.start()
+    try:
+        wait_for(lambda: database_bytes(tmp_path) > 50 * 4000, within_s=5.0)
+    finally:
+        drainer.stop(drain_timeout_s=0.0)
+    assert spool.depth()[0] == 50  # nothing sent: the rows are in the file, not in Kafka
+    wal_pages, copied = spool.checkpoint()
+    assert wal_pages == copied > 50
+    spool.close()
+    with pytest.raises(StorageError, match="is closed"):
+        spool.checkpoint()
+
+
+def test_without_a_drainer_an_append_checkpoints_past_the_safety_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "SAFETY_CHECKPOINT_PAGES", 10)
+    spool = Spool(tmp_path, max_events=100, max_bytes=BIG)
+    for _ in range(20):
+        spool.append(big_messages(1))
+    assert database_bytes(tmp_path) > 10 * 4000
 
 
 def test_status_is_shared_by_every_spool_on_the_directory(tmp_path: Path) -> None:
