@@ -499,7 +499,10 @@ class Drainer:
     A batch is at most `batch` rows and `batch_bytes` bytes (at least one row); `timeout_s`
     bounds each flush. The sink comes from `sink_factory` when first needed and is discarded
     after any failure (a new one next try); failures back off from `backoff_s[0]` to
-    `backoff_s[1]` seconds. A drainer is started once and stopped once.
+    `backoff_s[1]` seconds. While the spool stays empty, `probe` (if given; it raises when Kafka
+    cannot be reached) runs every `probe_every_s`, so the status (and readiness) notices a
+    broker that went away while nothing needed sending. A drainer is started once and stopped
+    once.
     """
 
     def __init__(
@@ -513,6 +516,8 @@ class Drainer:
         lock_path: Path | None = None,
         batch_bytes: int = 8 * 1024 * 1024,
         idle_s: float = 0.05,
+        probe: Callable[[], object] | None = None,
+        probe_every_s: float = 10.0,
     ) -> None:
         if batch < 1 or batch_bytes < 1 or timeout_s <= 0 or idle_s <= 0:
             raise ValueError(
@@ -532,6 +537,9 @@ class Drainer:
         self._deadline = 0.0
         self._checkpointed_at = -math.inf
         self._thread: threading.Thread | None = None
+        self.probe = probe
+        self.probe_every_s = probe_every_s
+        self._contact_at = -math.inf
 
     @property
     def draining(self) -> bool:
@@ -582,8 +590,27 @@ class Drainer:
         self._checkpoint()
         if attempt.failed:
             return self._backoff.failed()
+        if attempt.sent or attempt.refused:
+            self._contact_at = time.monotonic()
+        elif not self._probe_when_idle():
+            return self._backoff.failed()
         self._backoff.succeeded()
         return 0.0 if attempt.sent or attempt.refused else self.idle_s
+
+    def _probe_when_idle(self) -> bool:
+        """With nothing to send, ask Kafka whether it is there (every `probe_every_s`); False
+        when the probe failed (recorded in the status like a failed send)."""
+        now = time.monotonic()
+        if self.probe is None or now - self._contact_at < self.probe_every_s:
+            return True
+        self._contact_at = now
+        try:
+            self.probe()
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self.spool._record_contact()
+        return True
 
     def _checkpoint(self) -> None:
         """Checkpoint the spool's WAL here, off the request path, whether or not Kafka is up,

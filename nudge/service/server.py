@@ -168,6 +168,18 @@ def kafka_sink_factory(cfg: Config) -> Callable[[], MessageSink]:
     return make
 
 
+def kafka_probe(cfg: Config) -> Callable[[], object]:
+    """Whether Kafka answers (raises `BrokerError` when not): the drainer asks while idle, so
+    readiness notices a broker that went away while nothing needed sending."""
+
+    def probe() -> object:
+        from streams.kafka_io import end_offsets
+
+        return end_offsets(cfg.kafka, [cfg.kafka.impressions_topic])
+
+    return probe
+
+
 class _CountedSink:
     """A sink whose failed sends and flushes are counted in the service's metrics."""
 
@@ -231,7 +243,7 @@ def build_app(cfg: Config, sink_factory: Callable[[], MessageSink] | None = None
     holder = DeciderHolder(cfg, s.reload_interval_s)
     metrics = ServiceMetrics()
     factory = counted(sink_factory or kafka_sink_factory(cfg), metrics.produce_error)
-    drainer = Drainer(spool, factory, timeout_s=s.produce_timeout_s)
+    drainer = Drainer(spool, factory, timeout_s=s.produce_timeout_s, probe=kafka_probe(cfg))
     parts = ServiceParts(
         config=cfg,
         decider=holder,

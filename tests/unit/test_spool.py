@@ -549,3 +549,34 @@ def wait_for(condition: Callable[[], bool], within_s: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_an_idle_drainer_probes_kafka_so_the_status_notices_a_broker_gone_and_back(
+    tmp_path: Path,
+) -> None:
+    kafka = Kafka()
+
+    def probe() -> None:
+        if not kafka.up:
+            raise BrokerError("cannot reach Kafka at 127.0.0.1:9092 within 10 s")
+
+    spool = Spool(tmp_path, max_events=100, max_bytes=BIG)
+    drainer = Drainer(spool, kafka.factory, probe=probe, probe_every_s=0.0)
+    drainer._step()  # empty spool: the producer starts (contact), the probe answers
+    assert spool.status().broker_ok is True
+    kafka.up = False
+    drainer._step()  # still nothing to send: only the probe can tell
+    status = spool.status()
+    assert status.broker_ok is False and "cannot reach Kafka" in (status.last_error or "")
+    kafka.up = True
+    drainer._step()
+    assert spool.status().broker_ok is True
+
+
+def test_an_idle_drainer_probes_no_more_often_than_asked(tmp_path: Path) -> None:
+    calls: list[float] = []
+    spool = Spool(tmp_path, max_events=100, max_bytes=BIG)
+    drainer = Drainer(spool, Kafka().factory, probe=lambda: calls.append(1), probe_every_s=3600)
+    for _ in range(5):
+        drainer._step()
+    assert len(calls) == 1
