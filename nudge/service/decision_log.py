@@ -85,6 +85,7 @@ class DecisionLog:
         self.clock = clock
         self._closed = False
         self._records_since_expiry = 0
+        self._dropped_uncounted = 0  # deferred dropped by the expiry inside `record`
         with spool.connection() as db, self._translated():
             db.executescript(_SCHEMA)
 
@@ -117,7 +118,7 @@ class DecisionLog:
                 self._replace_expired(db, event_id, now, row)
             self._records_since_expiry += 1
             if self._records_since_expiry >= EXPIRE_EVERY:
-                self._expire(db, now)
+                self._dropped_uncounted += self._expire(db, now)
 
     def forget(self, event_id: str, *, tx: SpoolTransaction | None = None) -> None:
         """Undo a `record`, freeing the id (and dropping the outcomes held for it)."""
@@ -179,9 +180,12 @@ class DecisionLog:
 
     def expire(self) -> int:
         """Delete expired rows (and outcomes held for them); how many deferred decisions were
-        dropped without an activation."""
+        dropped without an activation (also by the expiry `record` runs itself, since the last
+        call: each drop is reported once)."""
         with self._writing(None) as db:
-            return self._expire(db, self.clock())
+            dropped = self._expire(db, self.clock())
+        dropped, self._dropped_uncounted = dropped + self._dropped_uncounted, 0
+        return dropped
 
     def close(self) -> None:
         """Stop using the spool's database (the rows stay on disk, the spool stays open); safe

@@ -219,6 +219,19 @@ def test_expired_rows_are_deleted_every_so_many_records(
     assert rows(tmp_path) <= 20 + 10
 
 
+def test_deferred_decisions_dropped_by_the_expiry_inside_record_are_still_reported_once(
+    log: DecisionLog, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decision_log_module, "EXPIRE_EVERY", 3)
+    log.record("d1", "A/quiz", 1.0, deferred_impression=b"imp")
+    log.record("d2", "A/quiz", 1.0, deferred_impression=b"imp")
+    clock.advance(DEFERRED_S + 1)
+    log.record("e1", "A/quiz", 2.0)  # the third record: its own expiry drops d1 and d2
+    assert log.lookup("d1") is None
+    assert log.expire() == 2
+    assert log.expire() == 0
+
+
 def test_a_closed_log_refuses_use_and_a_reopened_one_remembers(
     tmp_path: Path, log: DecisionLog, clock: ManualClock
 ) -> None:
