@@ -2086,7 +2086,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--outage-s", type=float, default=30.0, help="broker down this long (default: %(default)s)"
     )
     p.add_argument(
-        "--push", type=int, default=100_000, help="unanswered impressions (default: %(default)s)"
+        "--push",
+        type=int,
+        default=400_000,
+        help="unanswered impressions, one timestamp (default: %(default)s: past both caps long "
+        "enough that the memory slope is not the last checkpoint's transient)",
     )
     p.add_argument(
         "--fuzz", type=int, default=100_000, help="fuzzed messages (default: %(default)s)"
