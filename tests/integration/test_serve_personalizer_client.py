@@ -26,8 +26,8 @@ from tests.integration.serving import API_KEY, serving, stats, wait_drained
 
 pytestmark = pytest.mark.kafka
 
-DECISIONS = 2000
-DEFERRED_EVERY = 20  # every 20th rank defers activation (100): 60 activated, 40 never
+DECISIONS = 2000  # ranked and rewarded at once, all learned
+DEFERRED = 100  # besides: every 21st rank defers activation; 60 are activated, 40 never
 SEED = 11
 
 
@@ -60,7 +60,7 @@ def test_the_azure_personalizer_client_ranks_and_rewards_and_the_consumer_learns
                                    context_features=[{"trigger": "x"}]))  # fmt: skip
         assert denied.value.response.status_code == 401
         deferred: list[tuple[str, float | None]] = []
-        for n in range(DECISIONS):
+        for n in range(DECISIONS + DEFERRED):
             who = int(rng.integers(world.n_learners))
             trig = world.triggers[int(rng.integers(len(world.triggers)))]
             actions = [
@@ -70,7 +70,7 @@ def test_the_azure_personalizer_client_ranks_and_rewards_and_the_consumer_learns
             if n % 5 == 0:  # exclude one or two messages (never all)
                 messages = [a for a in trig.candidates if a != NONE_ACTION]
                 excluded = list(rng.choice(messages, size=min(2, len(messages) - 1), replace=False))
-            defer = n % DEFERRED_EVERY == 0
+            defer = n % 21 == 20
             event_id = f"az-{n:05d}"
             response = client.rank(RankRequest(
                 actions=actions, context_features=_context_features(world, who, trig),
@@ -114,7 +114,8 @@ def test_the_azure_personalizer_client_ranks_and_rewards_and_the_consumer_learns
 
     learned = stats(dep)
     assert learned["ledger"] == _ledger(learned_ids), learned
-    assert learned["learned"] == len(learned_ids) == DECISIONS - 40
+    assert len(deferred) == DEFERRED
+    assert learned["learned"] == len(learned_ids) == DECISIONS + 60
     assert learned["outcomes_learned"] == {k: v for k, v in sorted(labels.items()) if v}
     assert learned["reward_sum"] == pytest.approx(reward_sum)
     assert learned["dead_lettered"] == 0, learned["dead_letters_by_reason"]
