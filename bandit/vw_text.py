@@ -14,6 +14,11 @@ from dataclasses import dataclass
 _UNSAFE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "|": "_", ":": "_"})
 
 
+def safe_text(value: str) -> str:
+    """A text feature value as this format writes it (VW's separators replaced by `_`)."""
+    return value.translate(_UNSAFE)
+
+
 @dataclass(frozen=True, slots=True)
 class NamespaceLetters:
     """Maps context namespace names to one-letter VW namespaces; `action` is the action one."""

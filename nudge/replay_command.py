@@ -136,9 +136,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress = ProgressPrinter(quiet=args.quiet)
     data = _load(args, config, progress)
     if args.write_dsjson:
+        from bandit.vw_text import NamespaceLetters
         from replay.dsjson import write_dsjson
 
-        write_dsjson(data, args.write_dsjson)
+        letters = NamespaceLetters(config.learner.namespaces, config.learner.action_namespace)
+        write_dsjson(data, args.write_dsjson, letters)
     candidates, gains = _candidates(args, config, data, progress)
     names = [c.name for c in candidates]
     for name, first, second in args.gain:

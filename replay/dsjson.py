@@ -28,7 +28,14 @@ VW's JSON parser does not make features of keys that start with ``_`` (except it
 ``trigger``, ``learner_id``, ``label``, ``policy_version`` (trigger else from the
 ``trigger_field`` path of ``c``, default ``trigger.id``, else ``all``). Features are flattened
 to ``float | str``: a nested object ``ns`` inside an action gives ``ns.<name>``, except the
-``action`` namespace our writer uses; true gives 1.0, false and null give nothing.
+action namespace our writer uses; true gives 1.0, false and null give nothing.
+
+VW takes a JSON namespace's index from the first character of its key and hashes features with
+the whole key, and makes ``{"k": "v"}`` the feature ``kv``. So that VW reads exactly the features
+of our text format (`bandit.vw_text`), the writer keys each namespace by its configured letter
+(``c._nudge.namespaces`` maps the letters back to the names), writes a text feature as
+``{"k=": "v"}`` (VW: ``k=v``, text made safe as the text format does) and the action id as
+``{"id=": id}``. The reader takes a key ``k=`` with a text value as the feature ``k``.
 """
 
 from __future__ import annotations
@@ -47,13 +54,16 @@ import orjson
 from bandit.errors import ReplayInputError
 from bandit.events import Impression, OutcomeLabel, Reason
 from bandit.join import JoinedEvent
+from bandit.vw_text import NamespaceLetters, safe_text
 from replay.logged import PMF_TOLERANCE, LoggedData, from_joined
 from replay.sources import LINE_HINT, PROGRESS_EVERY, OnError, Progress, check_on_error
 
 Features = dict[str, float | str]
 
-ACTION_NAMESPACE = "action"  # the `_multi` namespace our writer puts action features in
+ACTION_NAMESPACE = "action"  # the name of the `_multi` namespace of the action features
 NUDGE_KEY = "_nudge"
+NAMES_KEY = "namespaces"  # in `c._nudge`: VW namespace key -> our namespace name
+TEXT_MARK = "="  # `{"k=": "v"}`: VW hashes key + value, so this is the feature `k=v`
 DEFAULT_TRIGGER = "all"
 DEFAULT_NAMESPACE = " "  # VW's name for features outside any namespace object
 SKIP_LEARN = "skip_learn"
@@ -169,7 +179,10 @@ def _decision(line: bytes, trigger_field: str | None) -> _Decision | None:
     if not isinstance(context, dict):
         reason = Reason.MISSING_FIELD if context is None else Reason.WRONG_TYPE
         raise _LineError(reason, "c", "the context object is required")
-    ids, features = _actions(context.get("_multi"))
+    nudge = context.get(NUDGE_KEY)
+    nudge = nudge if isinstance(nudge, dict) else {}
+    names = _namespace_names(nudge)
+    ids, features = _actions(context.get("_multi"), names)
     cost = _number(doc, "_label_cost")
     probability = _number(doc, "_label_probability")
     if not 0.0 < probability <= 1.0:
@@ -179,15 +192,13 @@ def _decision(line: bytes, trigger_field: str | None) -> _Decision | None:
             f"must be in (0, 1], got {probability}",
         )
     chosen = _chosen_index(doc, len(ids))
-    nudge = context.get(NUDGE_KEY)
-    nudge = nudge if isinstance(nudge, dict) else {}
     timestamp = _timestamp(doc.get("Timestamp"))
     impression = Impression(
         event_id=event_id,
         ts=0.0 if math.isnan(timestamp) else timestamp,
         trigger=_trigger(context, nudge, trigger_field),
         learner_id=_text(nudge.get("learner_id"), ""),
-        context=_context(context),
+        context=_context(context, names),
         action_ids=ids,
         action_features=features,
         chosen_index=chosen,
@@ -253,8 +264,16 @@ def _chosen_index(doc: Mapping[str, Any], k: int) -> int:
     return int(action) - 1
 
 
-def _actions(multi: Any) -> tuple[tuple[str, ...], tuple[Features, ...]]:
-    """Action ids and features of `c._multi`."""
+def _namespace_names(nudge: Mapping[str, Any]) -> dict[str, str]:
+    """Our namespace names by VW key, from `c._nudge.namespaces` (none in others' files)."""
+    names = nudge.get(NAMES_KEY)
+    if not isinstance(names, dict):
+        return {}
+    return {k: v for k, v in names.items() if isinstance(v, str)}
+
+
+def _actions(multi: Any, names: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[Features, ...]]:
+    """Action ids and features of `c._multi`; `names` says which key is the action namespace."""
     if not isinstance(multi, list) or not multi:
         raise _LineError(
             Reason.EMPTY_ACTIONS, "c._multi", "must be a non-empty list of action objects"
@@ -270,7 +289,7 @@ def _actions(multi: Any) -> tuple[tuple[str, ...], tuple[Features, ...]]:
         action = f"action-{j + 1}" if own_id is None else str(own_id)
         found: Features = {}
         for key, value in item.items():
-            if key == ACTION_NAMESPACE and isinstance(value, dict):
+            if names.get(key, key) == ACTION_NAMESPACE and isinstance(value, dict):
                 own = _features(value)
                 if own.get("id") == action:  # our writer's copy of the id, as VW's feature
                     del own["id"]
@@ -298,7 +317,7 @@ def _features(obj: Mapping[str, Any], prefix: str = "") -> Features:
         elif isinstance(value, int | float):
             out[name] = float(value)
         elif isinstance(value, str):
-            out[name] = value
+            out[name.removesuffix(TEXT_MARK)] = value
         elif isinstance(value, dict):
             out.update(_features(value, name + "."))
         elif isinstance(value, list):
@@ -310,15 +329,16 @@ def _features(obj: Mapping[str, Any], prefix: str = "") -> Features:
     return out
 
 
-def _context(c: Mapping[str, Any]) -> dict[str, Features]:
-    """The namespaces of `c` (objects); loose top-level features go to VW's default one."""
+def _context(c: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Features]:
+    """The namespaces of `c` (objects) under our names; loose top-level features go to VW's
+    default one."""
     context: dict[str, Features] = {}
     loose: Features = {}
     for key, value in c.items():
         if key.startswith("_"):
             continue
         if isinstance(value, dict):
-            context[key] = _features(value)
+            context[names.get(key, key)] = _features(value)
         else:
             loose.update(_features({key: value}))
     if loose:
@@ -402,9 +422,10 @@ def _pmf(
 # ---- writing ------------------------------------------------------------------------------
 
 
-def write_dsjson(data: LoggedData, path: Path | str) -> int:
+def write_dsjson(data: LoggedData, path: Path | str, letters: NamespaceLetters) -> int:
     """Write one DSJSON line per decision (VW reads it with ``--cb_explore_adf --dsjson``);
-    returns the number of lines.
+    returns the number of lines. Namespaces are keyed by `letters`, so VW reads the features
+    of our text format (see the module docstring) and the configured interactions apply.
 
     Contexts, candidate order and action features come from ``data.impressions``; without
     them the candidates are the row's actions in vocabulary order with no features. ``p`` is
@@ -417,11 +438,13 @@ def write_dsjson(data: LoggedData, path: Path | str) -> int:
     columns = {action: k for k, action in enumerate(data.actions)}
     with open(path, "wb") as fh:
         for i in range(data.n):
-            fh.write(orjson.dumps(_line(data, i, columns)) + b"\n")
+            fh.write(orjson.dumps(_line(data, i, columns, letters)) + b"\n")
     return data.n
 
 
-def _line(data: LoggedData, i: int, columns: Mapping[str, int]) -> dict[str, Any]:
+def _line(
+    data: LoggedData, i: int, columns: Mapping[str, int], letters: NamespaceLetters
+) -> dict[str, Any]:
     """The DSJSON object of row i; the `_label_*` fields come before `c`, as VW needs."""
     if data.impressions is not None:
         imp = data.impressions[i]
@@ -445,6 +468,7 @@ def _line(data: LoggedData, i: int, columns: Mapping[str, int]) -> dict[str, Any
         "trigger": str(data.triggers[i]),
         "learner_id": str(data.learners[i]),
         "label": str(data.labels[i]),
+        NAMES_KEY: {**{v: k for k, v in letters.context.items()}, letters.action: ACTION_NAMESPACE},
     }
     if version is not None:
         nudge["policy_version"] = version
@@ -465,9 +489,9 @@ def _line(data: LoggedData, i: int, columns: Mapping[str, int]) -> dict[str, Any
         EventId=event_id,
         a=[j + 1 for j in order],
         c={
-            **context,
+            **{letters.context.get(ns, ns): _vw_features(f) for ns, f in context.items()},
             "_multi": [
-                {"_id": a, ACTION_NAMESPACE: {"id": a, **f}}
+                {"_id": a, letters.action: {f"id{TEXT_MARK}": a, **_vw_features(f)}}
                 for a, f in zip(ids, features, strict=True)
             ],
             NUDGE_KEY: nudge,
@@ -475,6 +499,17 @@ def _line(data: LoggedData, i: int, columns: Mapping[str, int]) -> dict[str, Any
         p=[probs[j] for j in order],
     )
     return line
+
+
+def _vw_features(features: Mapping[str, float | str]) -> dict[str, float | str]:
+    """A namespace's features as VW should hash them: text `k: v` as `k=: v` (VW: `k=v`)."""
+    out: dict[str, float | str] = {}
+    for name, value in features.items():
+        if isinstance(value, str):
+            out[name + TEXT_MARK] = safe_text(value)
+        else:
+            out[name] = value
+    return out
 
 
 def rfc3339(ts: float) -> str:

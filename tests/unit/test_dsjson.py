@@ -13,11 +13,12 @@ import orjson
 import pytest
 from vowpalwabbit import Workspace
 
-from bandit.config import load_config
+from bandit.config import Config, load_config
 from bandit.errors import ReplayInputError
 from bandit.simulation.publish import write_jsonl
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
+from bandit.vw_text import NamespaceLetters, example_lines
 from replay.dsjson import load_dsjson, write_dsjson
 from replay.logged import LoggedData
 from replay.sources import load_events
@@ -29,9 +30,18 @@ COLUMNS = ("event_ids", "triggers", "learners", "timestamps", "mask", "chosen", 
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory: pytest.TempPathFactory) -> LoggedData:
+def config() -> Config:
+    return load_config(ROOT / "config.yaml", environ={})
+
+
+@pytest.fixture(scope="module")
+def letters(config: Config) -> NamespaceLetters:
+    return NamespaceLetters(config.learner.namespaces, config.learner.action_namespace)
+
+
+@pytest.fixture(scope="module")
+def logged(config: Config, tmp_path_factory: pytest.TempPathFactory) -> LoggedData:
     """Our own simulated events, through the consumer's decoding and join."""
-    config = load_config(ROOT / "config.yaml", environ={})
     world = World(SEED, config.simulator.learners, config.simulator.courses)
     run = simulate_traffic(world, config.simulator, config.join, EVENTS, SEED)
     path = tmp_path_factory.mktemp("events") / "events.jsonl"
@@ -40,9 +50,11 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> LoggedData:
 
 
 @pytest.fixture(scope="module")
-def written(logged: LoggedData, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def written(
+    logged: LoggedData, letters: NamespaceLetters, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     path = tmp_path_factory.mktemp("dsjson") / "decisions.dsjson"
-    write_dsjson(logged, path)
+    write_dsjson(logged, path, letters)
     return path
 
 
@@ -79,6 +91,63 @@ def test_vowpal_wabbit_learns_every_line_we_write_with_our_label(logged, written
         pmf = vw.predict(examples)
         vw.finish_example(examples)
     assert len(pmf) == len(logged.impressions[0].action_ids) and sum(pmf) == pytest.approx(1)
+
+
+def test_vowpal_wabbit_trains_the_same_model_from_our_dsjson_as_from_our_text_format(
+    config: Config, letters: NamespaceLetters, logged: LoggedData, written: Path
+) -> None:
+    """Same features (VW's count, interactions included), same loss, same scores: the DSJSON
+    keys namespaces by their configured letters, as the text format does."""
+    arguments = config.learner.vw_arguments().replace("--quiet", "")
+    lines = written.read_text().splitlines()
+    impressions = logged.impressions
+    assert impressions is not None
+
+    def text(i: int, label: bool = True) -> list[str]:
+        imp = impressions[i]
+        cost = (imp.chosen_index, -float(logged.reward[i]), imp.probability)
+        return example_lines(
+            imp.context, imp.action_ids, imp.action_features, letters, cost if label else None
+        )
+
+    from_text = Workspace(arguments, enable_logging=True)
+    from_dsjson = Workspace(f"{arguments} --dsjson", enable_logging=True)
+    for i, line in enumerate(lines):
+        _learn(from_text, text(i))
+        _learn(from_dsjson, line)
+    assert from_text.get_weighted_examples() == from_dsjson.get_weighted_examples() == logged.n
+    loss = (from_text.get_sum_loss(), from_dsjson.get_sum_loss())
+    few = range(0, len(lines), len(lines) // 5)
+    scores_text = [_scores(from_text, text(i, label=False)) for i in few]
+    scores_dsjson = [_scores(from_dsjson, lines[i]) for i in few]
+    from_text.finish()
+    from_dsjson.finish()
+
+    assert _total_features(from_dsjson) == _total_features(from_text) > 10 * logged.n
+    assert loss[1] == pytest.approx(loss[0], rel=1e-4)
+    for ours, theirs in zip(scores_dsjson, scores_text, strict=True):
+        assert ours == pytest.approx(theirs, abs=1e-5) and any(theirs)
+
+
+def _learn(vw: Workspace, example: str | list[str]) -> None:
+    examples = vw.parse(example)
+    vw.learn(examples)
+    vw.finish_example(examples)
+
+
+def _scores(vw: Workspace, example: str | list[str]) -> list[float]:
+    """VW's score of each action (the examples after the shared one) for one decision."""
+    examples = vw.parse(example)
+    vw.predict(examples)
+    scores = [e.get_partial_prediction() for e in examples[1:]]
+    vw.finish_example(examples)
+    return scores
+
+
+def _total_features(vw: Workspace) -> int:
+    """The `total feature number` VW's driver reports when it finishes."""
+    (line,) = [x for x in vw.get_log() if x.startswith("total feature number")]
+    return int(line.rsplit("=", 1)[1])
 
 
 def test_vowpal_wabbit_ignores_the_underscore_keys_we_add_inside_c(written):
@@ -274,11 +343,11 @@ def test_a_line_without_timestamp_has_nan_time(tmp_path):
 
 
 def test_without_a_logged_pmf_p_splits_the_rest_evenly_and_is_not_read_back_as_one(
-    logged, tmp_path
+    logged, letters, tmp_path
 ):
     no_pmf = replace(logged, logging_pmf=None)
     path = tmp_path / "nopmf.dsjson"
-    write_dsjson(no_pmf, path)
+    write_dsjson(no_pmf, path, letters)
 
     first = orjson.loads(path.read_text().splitlines()[0])
     k, chosen_p = len(first["a"]), first["_label_probability"]

@@ -21,6 +21,7 @@ from bandit.simulation.push_study import (
     push_config,
     push_events,
 )
+from bandit.vw_text import NamespaceLetters
 from replay.candidates import AlwaysSend, BestUniform, External, NeverSend, Uniform
 from replay.dsjson import load_dsjson, write_dsjson
 from replay.evaluation import Gain, evaluate
@@ -122,7 +123,8 @@ def test_dsjson_round_trip_gives_the_same_estimates(study_log, replayed, tmp_pat
     config, _, _, data = study_log
     result, _ = replayed
     path = tmp_path / "pushes.dsjson"
-    write_dsjson(data, path)
+    letters = NamespaceLetters(config.learner.namespaces, config.learner.action_namespace)
+    write_dsjson(data, path, letters)
     again = load_dsjson(path, none_action="none")
     round_trip = evaluate(again, _candidates(config), gains=GAINS, by_trigger=False)
     assert len(round_trip.estimates) == len(result.estimates)
