@@ -481,6 +481,21 @@ def cmd_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`nudge bench`: benchmarks/consumer_bench.py of the source checkout `nudge` runs from
+    (the benchmarks are not part of the installed packages)."""
+    import importlib
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "consumer_bench.py").is_file():
+        raise UsageError(
+            f"nudge bench runs benchmarks/consumer_bench.py of a source checkout; none at {root}"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return int(importlib.import_module("benchmarks.consumer_bench").main(args.rest))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="nudge",
@@ -698,6 +713,13 @@ def build_parser() -> argparse.ArgumentParser:
     from nudge.replay_command import add_replay_command
 
     add_replay_command(sub, add)
+    bench = sub.add_parser(
+        "bench",
+        help="the consumer against Vowpal Wabbit's own driver (a source checkout; not in CI)",
+        description="Runs benchmarks/consumer_bench.py (`nudge bench --help` shows its flags).",
+        add_help=False,  # --help and every flag go to the benchmark's own parser
+    )
+    bench.set_defaults(func=cmd_bench, passes_arguments_on=True)
     return parser
 
 
@@ -739,7 +761,10 @@ def main(argv: list[str] | None = None) -> int:
     one line on stderr (argparse's own errors too: `OneLineParser`); a closed stdout exits 1
     quietly."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passes_arguments_on", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
