@@ -25,22 +25,23 @@ LOCK_FILE = "LOCK"
 
 
 class DirectoryLock:
-    """`flock(LOCK_EX | LOCK_NB)` on `<directory>/LOCK`, holding
+    """`flock(LOCK_EX | LOCK_NB)` on `<directory>/<file>` (`LOCK` unless given), holding
     `{"pid": ..., "host": ..., "started_at": ...}` while locked.
 
     `setting`: the config field naming the directory, for messages; `purpose`: what one
     process per directory means, for the message a second one gets.
     """
 
-    def __init__(self, directory: Path, setting: str, purpose: str) -> None:
+    def __init__(self, directory: Path, setting: str, purpose: str, file: str = LOCK_FILE) -> None:
         self.directory = Path(directory)
         self.setting = setting
         self.purpose = purpose
+        self.file = file
         self._fd: int | None = None
 
     @property
     def path(self) -> Path:
-        return self.directory / LOCK_FILE
+        return self.directory / self.file
 
     @property
     def held(self) -> bool:
@@ -90,6 +91,14 @@ class DirectoryLock:
             ) from exc
         self._fd = fd
         return self
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it (True), else False; other failures raise."""
+        try:
+            self.acquire()
+        except DirectoryInUse:
+            return False
+        return True
 
     def release(self) -> None:
         """Give the lock up; safe to call twice (the file stays, see the module docstring)."""

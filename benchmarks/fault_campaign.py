@@ -2062,6 +2062,23 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+
+def add_broker_arguments(p: argparse.ArgumentParser) -> None:
+    """--port, --data-dir, --keep-broker: the campaign's own broker (the soak's too)."""
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="the campaign broker's port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="its data dir (default: %(default)s)",
+    )
+    p.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fault-campaign",
@@ -2102,19 +2119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rss-limit-mb", type=float, default=400.0,
                    help="push scenario's bound on the consumer's RSS (default: %(default)s)")  # fmt: skip
-    p.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help="the campaign broker's port (default: %(default)s)",
-    )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="its data dir (default: %(default)s)",
-    )
-    p.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
+    add_broker_arguments(p)
     p.add_argument("--workdir", type=Path, help="where scenarios keep their directories and logs "
                    "(default: .nudge/fault-campaign-<time>)")  # fmt: skip
     return p

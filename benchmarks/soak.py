@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.fault_campaign import (
-    DEFAULT_DATA_DIR,
-    DEFAULT_PORT,
     ROOT,
     Broker,
     CampaignError,
@@ -38,6 +36,7 @@ from benchmarks.fault_campaign import (
     Deployment,
     Progress,
     Site,
+    add_broker_arguments,
     linear_slope,
     proc_memory_mb,
 )
@@ -155,19 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-slope", type=float, default=5.0,
                    help="flat: RSS slope over the second half at most this many MB per million "
                    "events (default: %(default)s)")  # fmt: skip
-    p.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help="the campaign broker's port (default: %(default)s)",
-    )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="its data dir (default: %(default)s)",
-    )
-    p.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
+    add_broker_arguments(p)
     p.add_argument("--workdir", type=Path, help="default: .nudge/soak-<time>")
     p.add_argument(
         "--json", type=Path, metavar="PATH", help="also write the samples and results here"

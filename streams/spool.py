@@ -15,10 +15,8 @@ its own tables in the spool's database and write them in the same transaction as
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
@@ -28,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bandit.atomic_dir import os_error_text
+from bandit.dir_lock import DirectoryLock
 from bandit.errors import NudgeError, RecordRefused, StorageError
 from bandit.ports import MessageSink
 
@@ -447,45 +446,6 @@ class Backoff:
         self._next = self.first_s
 
 
-class _DrainLock:
-    """`flock(LOCK_EX | LOCK_NB)` on a file, kept until released; the kernel drops it when the
-    holder dies, so another worker takes over."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def try_acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot open the drain lock {self.path}: {os_error_text(exc)}"
-            ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except OSError as exc:
-            os.close(fd)
-            raise StorageError(f"cannot lock {self.path}: {os_error_text(exc)}") from exc
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-
 @dataclass(frozen=True, slots=True)
 class _Attempt:
     sent: int  # rows Kafka acknowledged (and so deleted)
@@ -513,7 +473,6 @@ class Drainer:
         batch: int = 500,
         timeout_s: float = 10.0,
         backoff_s: tuple[float, float] = (0.2, 5.0),
-        lock_path: Path | None = None,
         batch_bytes: int = 8 * 1024 * 1024,
         idle_s: float = 0.05,
         probe: Callable[[], object] | None = None,
@@ -531,7 +490,9 @@ class Drainer:
         self.timeout_s = timeout_s
         self.idle_s = idle_s
         self._backoff = Backoff(*backoff_s)
-        self._lock = _DrainLock(lock_path or spool.directory / LOCK_FILE)
+        self._lock = DirectoryLock(
+            spool.directory, "serve.spool_directory", "one drainer per spool", file=LOCK_FILE
+        )
         self._sink: MessageSink | None = None
         self._stopping = threading.Event()
         self._deadline = 0.0
