@@ -105,6 +105,11 @@ class KafkaConfig(_Section):
         description="give up reaching the brokers after this long (kafka-python's bootstrap)",
     )  # fmt: skip
     client: dict[str, Any] = Field(default_factory=dict)
+    client_library: Literal["kafka-python", "confluent-kafka"] = Field(
+        "kafka-python",
+        description="what `nudge consume` reads records with; confluent-kafka (librdkafka, "
+        "pip install 'nudgebandit[fast]') takes `client` by kafka-python's names",
+    )
     dead_letter_max_bytes: int = Field(
         262_144, ge=4096,
         description="a dead letter's JSON body is at most this long (the original is truncated)",
@@ -218,6 +223,11 @@ class JoinConfig(_Section):
         None, gt=0, description="off by default (replays and simulations run ahead of the "
         "wall clock); when set, an event this far ahead of the consumer's wall clock is "
         "dead-lettered",
+    )  # fmt: skip
+    max_read_ahead_s: float | None = Field(
+        30.0, gt=0, description="while catching up, a partition this far ahead in event time "
+        "of the slowest partition with records still to read is paused until that one catches "
+        "up: outcomes do not wait by the thousand for impressions not read yet (null: off)",
     )  # fmt: skip
     max_learned_ids: int = Field(2_000_000, ge=1_000)
     max_pending_impressions: int = Field(20_000, ge=1)

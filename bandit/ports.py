@@ -7,7 +7,7 @@ so commit order, dead letters, restores and crash points are tested without a br
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from bandit.envelopes import Source
@@ -49,6 +49,11 @@ class RecordSource(Protocol):
 
     def lag_by_partition(self) -> dict[str, int]:
         """Records not yet read, per partition."""
+        ...
+
+    def pause_only(self, keys: Collection[str]) -> None:
+        """Stop fetching exactly these partitions ("topic/partition") and resume every other;
+        a paused partition's records are not returned until it is resumed, none lost."""
         ...
 
     def commit(self, offsets: Mapping[str, int]) -> None:

@@ -31,6 +31,7 @@ from bandit.join import RewardJoin
 from bandit.learning import OnlineLearner
 from bandit.live_value import LiveValue
 from bandit.ports import Clock, MessageSink, RecordSource
+from bandit.read_alignment import partitions_to_pause
 from bandit.snapshots import SnapshotStore, pack_snapshot, signing_key, warm_start_state
 from bandit.state import LearnerState
 from bandit.watermarks import EventTimeGuard, WatermarkTracker
@@ -94,9 +95,7 @@ class StreamLearner:
         self.snapshot_sink = snapshot_sink
         self.clock = clock
         self.rules = config.event_rules()
-        self.store = CheckpointStore(
-            config.checkpoint.directory, config.checkpoint.keep, file_ops
-        )
+        self.store = CheckpointStore(config.checkpoint.directory, config.checkpoint.keep, file_ops)
         # Fail at start, in one line, on a directory this process cannot write or a checkpoint
         # directory another consumer holds; the lock is released when run() returns.
         probe_writable(config.snapshots.directory, "snapshots.directory")
@@ -149,15 +148,14 @@ class StreamLearner:
         self._dirty = 0
         self._last_checkpoint = clock()
         self.final_lag: int | None = None
-        self.snapshots = SnapshotStore(
-            config.snapshots.directory, config.snapshots.keep, file_ops
-        )
+        self.snapshots = SnapshotStore(config.snapshots.directory, config.snapshots.keep, file_ops)
         self.published: str | None = None
         self._learned_at_snapshot = self.stats.learned
         self._consumed_at_snapshot = self.stats.consumed
         self._last_snapshot = clock()
         # The lag of the last loop, for the metrics thread (the Kafka client is not thread-safe).
         self.lags: dict[str, int] = {}
+        self.paused: frozenset[str] = frozenset()  # partitions held back: ahead in event time
 
     def _initial_state(self, ckpt: Checkpoint | None) -> LearnerState | None:
         if ckpt is not None:
@@ -233,6 +231,7 @@ class StreamLearner:
                 last_message = now
                 self._process(batch)
             lags = self.lags = self.source.lag_by_partition()
+            self._align(lags)
             caught_up = {p for p, lag in lags.items() if lag == 0}
             self.join.advance(
                 self.watermarks.current(self.source.partition_keys, caught_up, self.clock())
@@ -253,6 +252,17 @@ class StreamLearner:
                 log.info("idle for %.1fs after %.1fs: finishing", now - last_message, now - started)
                 return True
         return False
+
+    def _align(self, lags: dict[str, int]) -> None:
+        """Pause the partitions running ahead in event time (`join.max_read_ahead_s`)."""
+        ahead = self.config.join.max_read_ahead_s
+        if ahead is None:
+            return
+        paused = partitions_to_pause(self.watermarks.highest, lags, ahead)
+        if paused != self.paused:
+            self.source.pause_only(paused)
+            self.paused = paused
+            self.stats.read_pauses += len(paused)
 
     def _process(self, batch: list[tuple[Any, bytes | None]]) -> None:
         for source, raw in batch:
@@ -368,12 +378,12 @@ class StreamLearner:
         log.info(
             "consumed=%d (%.0f/s) impressions=%d outcomes=%d learned=%d (%.0f/s) dead_lettered=%d "
             "pending=%d waiting=%d lag=%d checkpoints=%d snapshot=%s rss=%.0fMB "
-            "held=%d closed_early=%d state_full=%d implausible=%d",
+            "held=%d closed_early=%d state_full=%d implausible=%d paused=%s",
             s.consumed, (s.consumed - before[0]) / seconds, s.impressions, s.outcomes, s.learned,
             (s.learned - before[1]) / seconds, s.dead_lettered, self.join.pending, self.join.waiting,
             lag, s.checkpoints, self.published, _rss_mb(), self.guard.held, s.closed_early,
             s.dead_letters_by_reason["join_state_full"],
-            s.dead_letters_by_reason["implausible_event_time"],
+            s.dead_letters_by_reason["implausible_event_time"], sorted(self.paused) or "-",
         )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:

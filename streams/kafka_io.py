@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
@@ -69,6 +69,18 @@ def _keep_bytes_read_with_the_close() -> None:
 
 _keep_bytes_read_with_the_close()
 
+
+def _unpark_resumed(consumer: KafkaConsumer) -> None:
+    """kafka-python 3.0 parks the records it fetched for a partition that gets paused and hands
+    them back after `resume` only when no other partition's records are in line (`is None`);
+    a spent batch still in line (empty, not None) kept a resumed partition parked, and never
+    fetched again, for good. Clear the spent batch so the parked ones return. (Skipped if a
+    later kafka-python moved these internals.)"""
+    fetcher = getattr(consumer, "_fetcher", None)
+    in_line = getattr(fetcher, "_next_partition_records", None)
+    if in_line is not None and not in_line:
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
+
 _Client = TypeVar("_Client", KafkaAdminClient, KafkaConsumer, KafkaProducer)
 _CLIENTS: tuple[type[Any], ...] = (KafkaAdminClient, KafkaConsumer, KafkaProducer)
 # Integer settings whose kafka-python default is None (the operating system's buffer size).
@@ -84,7 +96,9 @@ def _translated(what: str, cfg: KafkaConfig | None = None) -> Iterator[None]:
     try:
         yield
     except KafkaConfigurationError as exc:
-        raise ConfigError(_masked(f"kafka.client: kafka-python refused the settings: {exc}", cfg)) from exc
+        raise ConfigError(
+            _masked(f"kafka.client: kafka-python refused the settings: {exc}", cfg)
+        ) from exc
     except KafkaError as exc:
         raise BrokerError(_masked(f"Kafka {what} failed: {exc!r}", cfg)) from exc
 
@@ -150,9 +164,13 @@ def _check_sasl(options: Mapping[str, Any]) -> None:
             f"{sorted(SASL_MECHANISMS)}, got {mechanism!r}; {_SEE}"
         )
     if protocol.startswith("SASL") and mechanism in _PASSWORD_MECHANISMS:
-        missing = [k for k in ("sasl_plain_username", "sasl_plain_password") if options.get(k) is None]
+        missing = [
+            k for k in ("sasl_plain_username", "sasl_plain_password") if options.get(k) is None
+        ]
         if missing:
-            raise ConfigError(f"kafka.client: SASL {mechanism} needs {' and '.join(missing)}; {_SEE}")
+            raise ConfigError(
+                f"kafka.client: SASL {mechanism} needs {' and '.join(missing)}; {_SEE}"
+            )
 
 
 class _StartLog(logging.Handler):
@@ -339,8 +357,23 @@ class MessageSource:
             if high is None:
                 continue
             with _translated("position"):
-                lag[partition_key(tp.topic, tp.partition)] = max(0, high - self._consumer.position(tp))
+                lag[partition_key(tp.topic, tp.partition)] = max(
+                    0, high - self._consumer.position(tp)
+                )
         return lag
+
+    def pause_only(self, keys: Collection[str]) -> None:
+        """Fetch nothing more of exactly these partitions until the next call (kafka-python
+        keeps what it fetched of them and returns it once they are resumed)."""
+        wanted = set(keys)
+        paused = [tp for tp in self._partitions if partition_key(tp.topic, tp.partition) in wanted]
+        resumed = [tp for tp in self._partitions if tp not in set(paused)]
+        with _translated("pause"):
+            if resumed:
+                self._consumer.resume(*resumed)
+                _unpark_resumed(self._consumer)
+            if paused:
+                self._consumer.pause(*paused)
 
     def commit(self, offsets: Mapping[str, int]) -> None:
         """Commit next-offsets to the consumer group (for monitoring; checkpoints rule restarts)."""

@@ -14,7 +14,7 @@ restores and crash points run in milliseconds without a broker:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from bandit.envelopes import Source, partition_key
@@ -156,6 +156,8 @@ class MemorySource:
         self._positions: dict[tuple[str, int], int] = {}
         self._turn = 0
         self._closed = False
+        self._paused: set[tuple[str, int]] = set()
+        self.pauses: list[frozenset[str]] = []  # every pause_only call, in order
 
     def assign(self, start_offsets: Mapping[str, int]) -> None:
         """Read every partition of the topics, each from its offset here or from its start."""
@@ -176,7 +178,7 @@ class MemorySource:
     def poll(self, timeout_ms: int) -> list[Record]:
         """The next batch, in offset order within each partition."""
         self._check_open()
-        behind = [tp for tp in self._positions if self._lag(tp) > 0]
+        behind = [tp for tp in self._positions if self._lag(tp) > 0 and tp not in self._paused]
         if not behind:
             if self.clock is not None:
                 self.clock.advance(timeout_ms / 1000.0)
@@ -203,6 +205,13 @@ class MemorySource:
     def lag_by_partition(self) -> dict[str, int]:
         """Records not yet read, per partition."""
         return {partition_key(*tp): self._lag(tp) for tp in self._positions}
+
+    def pause_only(self, keys: Collection[str]) -> None:
+        """Poll skips exactly these partitions ("topic/partition") until the next call."""
+        self._check_open()
+        self.pauses.append(frozenset(keys))
+        wanted = set(keys)
+        self._paused = {tp for tp in self._positions if partition_key(*tp) in wanted}
 
     def commit(self, offsets: Mapping[str, int]) -> None:
         """Store next-offsets on the broker for this source's group."""

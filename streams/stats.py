@@ -56,6 +56,7 @@ class ConsumerStats:
     snapshot_sequence: int = 0  # of the last published snapshot: numbering never goes back
     starts: int = 0
     checkpoint_fallbacks: int = 0  # corrupt checkpoints passed over at a start for an older one
+    read_pauses: int = 0  # partitions paused for running ahead in event time (join.max_read_ahead_s)
     ledger: Ledger = field(default_factory=Ledger)
 
     def record_learned(self, event: JoinedEvent) -> None:
@@ -96,5 +97,6 @@ class ConsumerStats:
             snapshot_sequence=data.get("snapshot_sequence", 0),
             starts=data["starts"],
             checkpoint_fallbacks=data.get("checkpoint_fallbacks", 0),
+            read_pauses=data.get("read_pauses", 0),
             ledger=Ledger(int(ledger.get("count", 0)), int(ledger.get("digest", "0"), 16)),
         )
