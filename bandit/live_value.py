@@ -143,18 +143,26 @@ class LiveValue:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """JSON-ready: the remembered events, action ids numbered once (a checkpoint holds it,
-        so a restarted consumer ships the same estimates an uninterrupted one would)."""
+        """JSON-ready: the remembered events, action ids and offered sets numbered once (a
+        checkpoint holds it, so a restarted consumer ships the same estimates an uninterrupted
+        one would). Numbering whole offered sets keeps it ~1 µs per event: it is in every
+        checkpoint."""
         numbers: dict[str, int] = {}
-
-        def number(action: str) -> int:
-            return numbers.setdefault(action, len(numbers))
-
-        events = [
-            [ts, [number(a) for a in offered], number(chosen), probability, reward]
-            for ts, offered, chosen, probability, reward in self._events
-        ]
-        return {"actions": list(numbers), "events": events}
+        sets: dict[tuple[str, ...], int] = {}
+        events: list[list[Any]] = []
+        for ts, offered, chosen, probability, reward in self._events:
+            k = sets.get(offered)
+            if k is None:
+                k = sets[offered] = len(sets)
+            c = numbers.get(chosen)
+            if c is None:
+                c = numbers[chosen] = len(numbers)
+            events.append([ts, k, c, probability, reward])
+        for offered in sets:
+            for action in offered:
+                numbers.setdefault(action, len(numbers))
+        offered_sets = [[numbers[a] for a in offered] for offered in sets]
+        return {"actions": list(numbers), "offered": offered_sets, "events": events}
 
     @classmethod
     def from_state(
@@ -168,11 +176,13 @@ class LiveValue:
         live = cls(window, confidence, none_action)
         try:
             actions = [str(a) for a in data.get("actions", [])]
+            # Saved before offered sets were numbered: each event lists its offered actions.
+            sets = [tuple(actions[i] for i in offered) for offered in data.get("offered", [])]
             for ts, offered, chosen, probability, reward in data.get("events", []):
                 live._events.append(
                     (
                         float(ts),
-                        tuple(actions[i] for i in offered),
+                        sets[offered] if "offered" in data else tuple(actions[i] for i in offered),
                         actions[chosen],
                         float(probability),
                         float(reward),

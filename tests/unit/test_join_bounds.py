@@ -206,6 +206,26 @@ def test_a_compact_join_keeps_pending_impressions_as_bytes_and_decodes_them_to_s
     assert [j.impression.event_id for j in resumed.drain()[0]] == ["e1"]
 
 
+def test_a_compact_join_decodes_again_only_past_the_pending_it_keeps_decoded() -> None:
+    decoded: list[bytes] = []
+
+    def counting(raw: bytes) -> Any:
+        decoded.append(raw)
+        return decode(raw)
+
+    join = RewardJoin(CONFIG, REWARDS, counting, keep_decoded=1)
+    first, second, third = impression("k0", T0), impression("k1", T0), impression("k2", T0)
+    for env in (first, second):
+        join.add(env)
+    join.close_all()  # k0 kept decoded, k1 as bytes only
+    assert [j.impression for j in join.drain()[0]] == [first.event, second.event]
+    assert decoded == [second.raw]
+    join.add(third)  # k0 settled: its place is free again
+    join.close_all()
+    assert [j.impression for j in join.drain()[0]] == [third.event]
+    assert decoded == [second.raw]
+
+
 def test_a_closed_early_window_survives_a_checkpoint_round_trip() -> None:
     config = JoinConfig(window_s=WINDOW, allowed_lateness_s=LATENESS, max_pending_impressions=1)
     join = RewardJoin(config, REWARDS)

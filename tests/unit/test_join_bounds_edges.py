@@ -288,7 +288,7 @@ def test_a_compact_join_keeps_no_decoded_impression_and_decodes_it_once_to_settl
         return decode(raw)
 
     env = impression("a", T0)
-    join = RewardJoin(FIRST, REWARDS, counting)
+    join = RewardJoin(FIRST, REWARDS, counting, keep_decoded=0)
     feed(join, env)
     assert calls == []
     joined, _ = feed(join, outcome("a", T0 + 1))
@@ -305,7 +305,7 @@ def test_a_pending_impression_that_no_longer_decodes_is_named_when_it_settles() 
     def wrong(raw: bytes) -> Event:
         return Outcome("a", T0, "quiz", HELPFUL, None)
 
-    join = RewardJoin(FIRST, REWARDS, wrong)
+    join = RewardJoin(FIRST, REWARDS, wrong, keep_decoded=0)
     join.add(impression("a", T0))
     with pytest.raises(CheckpointError, match=r"^pending a no longer decodes to an impression$"):
         join.close_all()

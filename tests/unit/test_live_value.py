@@ -162,12 +162,24 @@ def test_estimates_are_json_and_survive_a_state_round_trip() -> None:
     assert len(restored) == 3
 
 
+def test_a_state_saved_before_offered_sets_were_numbered_still_restores() -> None:
+    live = fed(HAND_MADE, window=3)
+    state = live.state()
+    sets = state.pop("offered")
+    state["events"] = [[ts, sets[k], *rest] for ts, k, *rest in state["events"]]  # old format
+
+    restored = LiveValue.from_state(state, 3, 0.95, NONE)
+
+    assert restored.estimates() == live.estimates()
+
+
 @pytest.mark.parametrize(
     ("state", "message"),
     [
         ({"actions": ["a"], "events": [[0.0, [0, 1], 0, 0.5, 1.0]]}, "index out of range"),
         ({"actions": ["a"], "events": [[0.0, [0], 0, 0.5]]}, "not enough values"),
         ({"actions": ["a"], "events": [["x", [0], 0, 0.5, 1.0]]}, "could not convert"),
+        ({"actions": ["a"], "offered": [[0]], "events": [[0.0, 1, 0, 0.5, 1.0]]}, "out of range"),
     ],
 )
 def test_a_saved_state_that_does_not_parse_is_refused(state: dict[str, Any], message: str) -> None:
