@@ -151,10 +151,19 @@ class EventTimeGuard:
             ahead = ts - wall_time
             return [], [_implausible(envelope, f"{ahead:.0f}s ahead of the wall clock")]
         partition = envelope.source.partition_key
-        reference = self.reference_of(partition)
+        reference = self._references.get(partition, _NEG_INF)
         if ts < reference - self.max_age_s:
             return [], [self._too_old(envelope, reference)]
-        held = self._held.setdefault(partition, [])
+        held = self._held.get(partition)
+        if not held and ts <= reference + self.max_future_skew_s:
+            # The common case, nothing held on the partition: let it through at once (what
+            # the general path below does then, without its votes and releases).
+            self._seq += 1
+            if ts > reference:
+                self._references[partition] = ts
+            return [envelope], []
+        if held is None:
+            held = self._held[partition] = []
         for h in held:
             lag = h.envelope.event.ts - ts
             if -self.max_age_s <= lag <= self.max_future_skew_s:

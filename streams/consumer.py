@@ -132,8 +132,9 @@ class StreamLearner:
             # stamped 9999 would default every later impression). Drop them; the saved
             # messages go through the guard again, as if just read.
             self.watermarks = WatermarkTracker(idle_s=config.join.idle_partition_s)
+            bounded = config.join.max_ahead_of_wall_clock_s is not None
             for envelope in self.join.reopen():
-                self._admit(envelope)
+                self._admit(envelope, clock(), time.time() if bounded else None)
         # Saved messages today's rules refuse (the config changed): dead-lettered at the start
         # of the run, as fresh ones would be; the join hands out its own at the first drain.
         self._restore_rejected = list(self.guard.restore_rejected)
@@ -265,31 +266,36 @@ class StreamLearner:
             self.stats.read_pauses += len(paused)
 
     def _process(self, batch: list[tuple[Any, bytes | None]]) -> None:
+        now = self.clock()  # one reading per batch: it only paces idleness
+        wall = time.time() if self.config.join.max_ahead_of_wall_clock_s is not None else None
+        stats, offsets, rules = self.stats, self.offsets, self.rules
         for source, raw in batch:
-            self.stats.consumed += 1
-            self.offsets[source.partition_key] = source.offset + 1
-            item = decode_message(raw, source, self.rules)
+            stats.consumed += 1
+            offsets[source.partition_key] = source.offset + 1
+            item = decode_message(raw, source, rules)
             if isinstance(item, Rejected):
                 self._dead_letter(item)
                 continue
-            if isinstance(item.event, Impression):
-                self.stats.impressions += 1
+            if type(item.event) is Impression:
+                stats.impressions += 1
             else:
-                self.stats.outcomes += 1
-            self._admit(item)
+                stats.outcomes += 1
+            self._admit(item, now, wall)
         self._dirty += len(batch)
 
-    def _admit(self, item: Envelope[Any]) -> None:
+    def _admit(self, item: Envelope[Any], now: float, wall: float | None = None) -> None:
         """Through the event-time guard: only plausible event times reach the watermarks and
         the join; the guard may hold a record back, or let held ones through."""
-        bounded = self.config.join.max_ahead_of_wall_clock_s is not None
-        passed, refused = self.guard.offer(item, time.time() if bounded else None)
-        self.watermarks.seen(item.source.partition_key, self.clock())
-        self._pass_on(passed, refused)
+        passed, refused = self.guard.offer(item, wall)
+        self.watermarks.seen(item.source.partition_key, now)
+        self._pass_on(passed, refused, now)
 
-    def _pass_on(self, passed: list[Envelope[Any]], refused: list[Rejected]) -> None:
+    def _pass_on(
+        self, passed: list[Envelope[Any]], refused: list[Rejected], now: float | None = None
+    ) -> None:
+        now = self.clock() if now is None else now
         for envelope in passed:
-            self.watermarks.observe(envelope.source.partition_key, envelope.event.ts, self.clock())
+            self.watermarks.observe(envelope.source.partition_key, envelope.event.ts, now)
             self.join.add(envelope)
         for item in refused:
             self._dead_letter(item)
