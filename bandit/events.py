@@ -3,6 +3,9 @@
 Wire format is one JSON object per message, discriminated by `type`. Decoding is
 `decode_event(raw, rules)`: orjson parses, pydantic validates, and every violation raises
 `InvalidEvent` with a stable `Reason` code, so dead letters can be counted and replayed.
+A message the fast checks of `bandit.fast_events` accept is built straight from orjson's dict
+(no pydantic models: about twice as fast in all); any other goes through pydantic, which
+alone words every refusal, so both paths accept, build and refuse alike.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
+from collections.abc import KeysView, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from operator import itemgetter
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -30,6 +36,15 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from bandit.errors import InvalidEvent
+from bandit.fast_events import (
+    TextRule,
+    converted_group,
+    epoch_seconds,
+    number,
+    numbers,
+    plain_groups,
+    remember,
+)
 
 
 class Reason(StrEnum):
@@ -73,8 +88,15 @@ class OutcomeLabel(StrEnum):
 
 # ---- wire models (pydantic, strict about shape) -------------------------------------------
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s|:]+$")]
-FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s|:=]+$")]
+_ID_LENGTH = 128
+_NAME_LENGTH = 64
+_POLICY_VERSION_LENGTH = 128
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=_ID_LENGTH, pattern=r"^[^\s|:]+$")
+]
+FeatureName = Annotated[
+    str, StringConstraints(min_length=1, max_length=_NAME_LENGTH, pattern=r"^[^\s|:=]+$")
+]
 FeatureValue = (
     Annotated[float, Field(allow_inf_nan=False, strict=False)]
     | Annotated[str, StringConstraints(max_length=256)]
@@ -94,6 +116,7 @@ def _rfc3339_text(value: object) -> object:
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 Probability = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+Why = Literal["exploit", "explore", "forced", "cold_start", "retest"]
 
 
 class _Wire(BaseModel):
@@ -120,8 +143,8 @@ class ImpressionIn(_Wire):
     chosen: Identifier
     probability: Probability
     pmf: list[Probability] | None = None
-    policy_version: Annotated[str, StringConstraints(max_length=128)] = "unknown"
-    why: Literal["exploit", "explore", "forced", "cold_start", "retest"] | None = None
+    policy_version: Annotated[str, StringConstraints(max_length=_POLICY_VERSION_LENGTH)] = "unknown"
+    why: Why | None = None
 
     @model_validator(mode="after")
     def _check_decision(self) -> ImpressionIn:
@@ -141,26 +164,23 @@ class ImpressionIn(_Wire):
                 f"probability must be in (0, 1], got {self.probability}",
             )
         if self.pmf is not None:
-            _check_pmf(self.pmf, len(ids), ids.index(self.chosen), self.probability)
+            problem = _pmf_problem(self.pmf, len(ids), ids.index(self.chosen), self.probability)
+            if problem is not None:
+                raise PydanticCustomError(Reason.PMF_INVALID, problem)
         return self
 
 
-def _check_pmf(pmf: list[float], n_actions: int, chosen_index: int, probability: float) -> None:
+def _pmf_problem(
+    pmf: Sequence[float], n_actions: int, chosen_index: int, probability: float
+) -> str | None:
+    """What is wrong with a logged pmf of finite floats (shared by both decoding paths), or None."""
     if len(pmf) != n_actions:
-        raise PydanticCustomError(
-            Reason.PMF_INVALID, f"pmf has {len(pmf)} entries for {n_actions} actions"
-        )
-    if any(p < 0.0 or p > 1.0 for p in pmf) or not math.isclose(
-        sum(pmf), 1.0, abs_tol=_PMF_TOLERANCE
-    ):
-        raise PydanticCustomError(
-            Reason.PMF_INVALID, f"pmf must be probabilities summing to 1, sums to {sum(pmf)}"
-        )
+        return f"pmf has {len(pmf)} entries for {n_actions} actions"
+    if min(pmf) < 0.0 or max(pmf) > 1.0 or not math.isclose(sum(pmf), 1.0, abs_tol=_PMF_TOLERANCE):
+        return f"pmf must be probabilities summing to 1, sums to {sum(pmf)}"
     if not math.isclose(pmf[chosen_index], probability, abs_tol=_PMF_TOLERANCE):
-        raise PydanticCustomError(
-            Reason.PMF_INVALID,
-            f"pmf gives the chosen action {pmf[chosen_index]}, probability says {probability}",
-        )
+        return f"pmf gives the chosen action {pmf[chosen_index]}, probability says {probability}"
+    return None
 
 
 class OutcomeIn(_Wire):
@@ -336,8 +356,8 @@ def _check_unique_keys(raw: bytes, data: dict[str, Any]) -> None:
         raise InvalidEvent(Reason.UNDECODABLE, f"not parseable by the key check: {exc}") from exc
 
 
-def decode_event(raw: bytes, rules: EventRules) -> Event:
-    """Parse and validate one message; raise `InvalidEvent` with a `Reason` code if it is bad."""
+def _parsed(raw: bytes, rules: EventRules) -> dict[str, Any]:
+    """The message as orjson's dict, once its size, syntax, shape and keys are sound."""
     if len(raw) > rules.max_message_bytes:
         raise InvalidEvent(
             Reason.TOO_LARGE, f"{len(raw)} bytes, limit is {rules.max_message_bytes}"
@@ -351,6 +371,11 @@ def decode_event(raw: bytes, rules: EventRules) -> Event:
             Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}"
         )
     _check_unique_keys(raw, data)
+    return data
+
+
+def _validated(data: dict[str, Any], rules: EventRules) -> Event:
+    """The event pydantic makes of `data`, or its first objection as `InvalidEvent`."""
     try:
         model = _EVENT_ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -360,6 +385,204 @@ def decode_event(raw: bytes, rules: EventRules) -> Event:
         _check_rules(model, rules)
         return _to_impression(model)
     return _to_outcome(model)
+
+
+def decode_event(raw: bytes, rules: EventRules) -> Event:
+    """Parse and validate one message; raise `InvalidEvent` with a `Reason` code if it is bad."""
+    data = _parsed(raw, rules)
+    kind = data.get("type")
+    if kind == "impression":
+        event: Event | None = _fast_impression(data, rules)
+    elif kind == "outcome":
+        event = _fast_outcome(data)
+    else:
+        event = None
+    return event if event is not None else _validated(data, rules)
+
+
+def decode_event_reference(raw: bytes, rules: EventRules) -> Event:
+    """`decode_event` through pydantic alone: the reference the fast path must agree with."""
+    return _validated(_parsed(raw, rules), rules)
+
+
+# ---- the fast path: built from orjson's dict without pydantic, or None to ask pydantic -----
+
+_IDS = TextRule(_ID_LENGTH, "|:")  # Identifier
+_NAMES = TextRule(_NAME_LENGTH, "|:=")  # FeatureName
+_IMPRESSION_FIELDS = frozenset(ImpressionIn.model_fields)
+_OUTCOME_FIELDS = frozenset(OutcomeIn.model_fields)
+_WHYS = frozenset(get_args(Why))
+_LABELS = {label.value: label for label in OutcomeLabel}
+_ABSENT = object()
+_ACTION_LISTS: dict[bytes, _ActionsShape] = {}  # JSON of action lists that passed
+_ACTION_LISTS_REMEMBERED = 1024  # a few per trigger; bounds the memory if every list is new
+_FEATURES = itemgetter("features")
+_NO_LIMIT = sys.maxsize  # limits depend on the rules, so remembered lists are held to them later
+
+
+def _fast_impression(data: dict[str, Any], rules: EventRules) -> Impression | None:
+    """The impression `data` holds if the fast checks all pass, else None."""
+    if not data.keys() <= _IMPRESSION_FIELDS:
+        return None
+    event_id, trigger, learner_id = (
+        data.get("event_id"),
+        data.get("trigger"),
+        data.get("learner_id"),
+    )
+    ts = epoch_seconds(data.get("timestamp"))
+    probability = number(data.get("probability"))
+    policy_version = data.get("policy_version", "unknown")
+    why = data.get("why")
+    if (
+        ts is None
+        or probability is None
+        or not 0.0 < probability <= 1.0
+        or not _IDS.fits_once(event_id)
+        or not _IDS.fits(trigger)
+        or not _IDS.fits(learner_id)
+        or type(policy_version) is not str
+        or len(policy_version) > _POLICY_VERSION_LENGTH
+        or (why is not None and (type(why) is not str or why not in _WHYS))
+    ):
+        return None
+    context = data.get("context", _ABSENT)
+    if context is _ABSENT:
+        context = {}
+    elif type(context) is not dict or not _fits_namespaces(context.keys(), rules):
+        return None
+    elif not plain_groups(list(context.values()), _NAMES, rules.max_features):
+        context = _converted_context(context, rules.max_features)
+        if context is None:
+            return None
+    actions = _fast_actions(data.get("actions"), rules)
+    if actions is None:
+        return None
+    ids, features = actions
+    chosen = data.get("chosen")
+    if chosen not in ids:
+        return None
+    chosen_index = ids.index(chosen)
+    pmf = data.get("pmf")
+    if pmf is not None:
+        pmf = _fast_pmf(pmf, len(ids), chosen_index, probability)
+        if pmf is None:
+            return None
+    return Impression(
+        event_id, ts, trigger, learner_id, context, ids, features, chosen_index,
+        probability, policy_version, pmf,
+    )  # fmt: skip
+
+
+def _fits_namespaces(namespaces: KeysView[str], rules: EventRules) -> bool:
+    """Whether the context's namespaces are configured ones and fit `FeatureName`."""
+    return namespaces <= rules.namespaces and (
+        namespaces <= _NAMES.passed or all(map(_NAMES.fits, namespaces))
+    )
+
+
+def _fast_actions(
+    actions: object, rules: EventRules
+) -> tuple[tuple[str, ...], tuple[dict[str, Any], ...]] | None:
+    """The ids and features of the actions if all fit, else None. An action list is the
+    same from message to message (a trigger's candidates), so one seen before (the same
+    JSON) is not checked again, only held to `rules`."""
+    if type(actions) is not list or not actions:
+        return None
+    try:
+        key = orjson.dumps(actions)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return None
+    shape = _ACTION_LISTS.get(key)
+    if shape is None:
+        checked = _checked_actions(actions)
+        if checked is None:
+            return None
+        shape, features = checked
+        if shape.plain:
+            remember(_ACTION_LISTS, key, shape, _ACTION_LISTS_REMEMBERED)
+    elif shape.every_has_features:
+        features = tuple(map(_FEATURES, actions))
+    else:
+        features = tuple([action.get("features", {}) for action in actions])
+    if len(shape.ids) > rules.max_actions or shape.widest > rules.max_features:
+        return None
+    return shape.ids, features
+
+
+@dataclass(frozen=True, slots=True)
+class _ActionsShape:
+    """What checking an action list found: its ids, its widest features group, whether every
+    action sent features, whether the features needed no converting (`plain`)."""
+
+    ids: tuple[str, ...]
+    widest: int
+    every_has_features: bool
+    plain: bool
+
+
+def _checked_actions(
+    actions: list[Any],
+) -> tuple[_ActionsShape, tuple[dict[str, Any], ...]] | None:
+    """Every check of an action list but the rules' limits, and its features as built."""
+    ids: list[str] = []
+    groups: list[Any] = []
+    for action in actions:
+        if type(action) is not dict:
+            return None
+        action_id = action.get("id")
+        features = action.get("features", _ABSENT)
+        if not _IDS.fits(action_id) or len(action) != (1 if features is _ABSENT else 2):
+            return None
+        ids.append(action_id)
+        groups.append({} if features is _ABSENT else features)
+    if len(set(ids)) != len(ids):
+        return None
+    plain = plain_groups(groups, _NAMES, _NO_LIMIT)
+    if not plain:
+        groups = [converted_group(g, _NAMES, _NO_LIMIT) for g in groups]
+        if None in groups:
+            return None
+    every_has_features = all("features" in action for action in actions)
+    widest = max(map(len, groups))
+    return _ActionsShape(tuple(ids), widest, every_has_features, plain), tuple(groups)
+
+
+def _converted_context(context: dict[str, Any], limit: int) -> dict[str, Any] | None:
+    """The context with ints and bools as floats, or None if a group is bad."""
+    converted = {ns: converted_group(g, _NAMES, limit) for ns, g in context.items()}
+    return None if None in converted.values() else converted
+
+
+def _fast_pmf(
+    pmf: object, n_actions: int, chosen_index: int, probability: float
+) -> tuple[float, ...] | None:
+    """The logged pmf as floats if it is a sound one, else None."""
+    entries = numbers(pmf)
+    if entries is None or _pmf_problem(entries, n_actions, chosen_index, probability):
+        return None
+    return tuple(entries)
+
+
+def _fast_outcome(data: dict[str, Any]) -> Outcome | None:
+    """The outcome `data` holds if the fast checks all pass, else None."""
+    if not data.keys() <= _OUTCOME_FIELDS:
+        return None
+    event_id, trigger, label = data.get("event_id"), data.get("trigger"), data.get("outcome")
+    ts = epoch_seconds(data.get("timestamp"))
+    value = data.get("value")
+    if value is not None:
+        value = number(value)
+        if value is None:
+            return None
+    if (
+        ts is None
+        or type(label) is not str
+        or label not in _LABELS
+        or not _IDS.fits_once(event_id)
+        or not _IDS.fits(trigger)
+    ):
+        return None
+    return Outcome(event_id, ts, trigger, _LABELS[label], value)
 
 
 def timestamp_text(ts: float) -> str:
