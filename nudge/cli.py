@@ -121,15 +121,16 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from streams.consumer import RunOptions, StreamLearner, install_signal_handlers
     from streams.kafka_io import (
         SNAPSHOT_MESSAGE_BYTES,
-        MessageSource,
         Producer,
         ensure_snapshot_topic,
         ensure_topics,
     )
+    from streams.sources import record_source_type
 
     check_output("--stats-json", args.stats_json)
     cfg = _config(args)
     _snapshot_key(cfg)  # a bad signing key fails now, not at the first snapshot
+    open_source = record_source_type(cfg.kafka)  # so does a client library not installed
     pin_mmap_threshold()  # checkpoint-sized buffers stay out of the heap (streams.allocator)
     endpoint = _metrics_endpoint(args)
     try:
@@ -141,7 +142,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
             ensure_snapshot_topic(k, cfg.snapshots.kafka_topic)
             snapshot_sink = Producer(k, max_request_size=SNAPSHOT_MESSAGE_BYTES)
         learner = StreamLearner(
-            cfg, MessageSource(k, topics), Producer(k), snapshot_sink=snapshot_sink
+            cfg, open_source(k, topics), Producer(k), snapshot_sink=snapshot_sink
         )
         install_signal_handlers(learner)
         if endpoint is not None:

@@ -1,0 +1,357 @@
+"""The record source on confluent-kafka (librdkafka), and the only module that imports it.
+
+Chosen by `kafka.client_library: confluent-kafka` (the `fast` extra). Only the records
+`nudge consume` reads come through it; dead letters, snapshots and topic creation stay on
+kafka-python (`streams.kafka_io`). Like `MessageSource` it assigns partitions manually and
+commits to the group only what a checkpoint covers. `kafka.client` keeps kafka-python's names:
+it is checked and typed as for kafka-python's consumer, then the keys that consumer takes are
+renamed to librdkafka's (`librdkafka_options`); one without a mapping is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from bandit.config import KafkaConfig, mask_secrets, secret_values
+from bandit.envelopes import Source, partition_key
+from bandit.errors import BrokerAuthError, BrokerError, ConfigError
+
+# kafka-python's consumer class only as the reference of which `kafka.client` keys a consumer
+# takes (and their types): the same check as for kafka-python, not a second list to keep.
+from streams.kafka_io import KafkaConsumer, _check_sasl, client_options
+
+# librdkafka logs here; the lines of a failed start are kept back (the error raised says it).
+LIBRDKAFKA_LOG = logging.getLogger("confluent_kafka")
+
+# kafka-python consumer setting -> librdkafka property (same meaning, same unit).
+LIBRDKAFKA_NAMES = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+    "sasl_kerberos_service_name": "sasl.kerberos.service.name",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "ssl_crlfile": "ssl.crl.location",
+    "ssl_ciphers": "ssl.cipher.suites",
+    "client_id": "client.id",
+    "client_rack": "client.rack",
+    "fetch_min_bytes": "fetch.min.bytes",
+    "fetch_max_wait_ms": "fetch.wait.max.ms",
+    "fetch_max_bytes": "fetch.max.bytes",
+    "max_partition_fetch_bytes": "max.partition.fetch.bytes",
+    "receive_message_max_bytes": "receive.message.max.bytes",
+    "receive_buffer_bytes": "socket.receive.buffer.bytes",
+    "send_buffer_bytes": "socket.send.buffer.bytes",
+    "request_timeout_ms": "socket.timeout.ms",
+    "reconnect_backoff_ms": "reconnect.backoff.ms",
+    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
+    "retry_backoff_ms": "retry.backoff.ms",
+    "metadata_max_age_ms": "metadata.max.age.ms",
+    "connections_max_idle_ms": "connections.max.idle.ms",
+    "max_in_flight_requests_per_connection": "max.in.flight.requests.per.connection",
+    "session_timeout_ms": "session.timeout.ms",
+    "heartbeat_interval_ms": "heartbeat.interval.ms",
+    "max_poll_interval_ms": "max.poll.interval.ms",
+    "isolation_level": "isolation.level",
+    "check_crcs": "check.crcs",
+    "allow_auto_create_topics": "allow.auto.create.topics",
+}
+_PROBE_S = 0.5  # a refused login ends the start at once, not after kafka.connect_timeout_s
+_SEE = "see the README, 'Running against an existing Kafka cluster'"
+
+
+def librdkafka_options(cfg: KafkaConfig) -> dict[str, str]:
+    """`kafka.client` as librdkafka properties for the record source's consumer.
+
+    Keys are checked and typed as for kafka-python's consumer (unknown keys and bad values fail
+    the same way); keys only a producer or admin client takes are left to kafka-python; a
+    consumer key with no librdkafka mapping here is a `ConfigError` naming it.
+    """
+    options = client_options(cfg, KafkaConsumer)
+    _check_sasl(options)
+    out: dict[str, str] = {}
+    for key, value in options.items():
+        if key == "ssl_check_hostname":
+            out["ssl.endpoint.identification.algorithm"] = "https" if value else "none"
+        elif key in LIBRDKAFKA_NAMES:
+            out[LIBRDKAFKA_NAMES[key]] = _text(value)
+        else:
+            raise ConfigError(
+                f"kafka.client.{key}: not mapped to confluent-kafka (kafka.client_library: "
+                "confluent-kafka); remove it or use client_library: kafka-python"
+            )
+    return out
+
+
+def _text(value: Any) -> str:
+    """librdkafka takes every property as text; booleans as true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _masked(text: str, cfg: KafkaConfig) -> str:
+    return mask_secrets(text, secret_values(cfg.client))
+
+
+@contextmanager
+def _translated(what: str, cfg: KafkaConfig) -> Iterator[None]:
+    try:
+        yield
+    except KafkaException as exc:
+        raise BrokerError(_masked(f"Kafka {what} failed: {_describe(exc)}", cfg)) from exc
+
+
+def _describe(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, KafkaError):
+        return repr(exc)
+    return f"{error.name()}: {' '.join(error.str().split())}"  # some end in a newline
+
+
+@contextmanager
+def _quiet_unless_debug() -> Iterator[None]:
+    """Drop librdkafka's log lines meanwhile, unless its logger is on at debug level."""
+    if LIBRDKAFKA_LOG.isEnabledFor(logging.DEBUG):
+        yield
+        return
+
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    LIBRDKAFKA_LOG.addFilter(drop)
+    try:
+        yield
+    finally:
+        LIBRDKAFKA_LOG.removeFilter(drop)
+
+
+def _open_consumer(cfg: KafkaConfig, errors: list[KafkaError]) -> Consumer:
+    """A librdkafka consumer that has reached the brokers within `kafka.connect_timeout_s`;
+    what stops it becomes one `ConfigError` / `BrokerAuthError` / `BrokerError`."""
+    options = librdkafka_options(cfg)
+    settings: dict[str, Any] = {
+        "bootstrap.servers": cfg.bootstrap_servers,
+        "group.id": cfg.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_uncommitted",  # kafka-python's default
+        "error_cb": errors.append,
+        "logger": LIBRDKAFKA_LOG,
+        **options,
+    }
+    try:
+        consumer = Consumer(settings)
+    except (KafkaException, ValueError, TypeError) as exc:
+        why = _describe(exc) if isinstance(exc, KafkaException) else str(exc)
+        message = f"kafka.client: confluent-kafka refused the settings: {why}; {_SEE}"
+        raise ConfigError(_masked(message, cfg)) from exc
+    deadline = time.monotonic() + cfg.connect_timeout_s
+    while True:
+        try:
+            consumer.list_topics(timeout=min(_PROBE_S, max(0.01, deadline - time.monotonic())))
+        except KafkaException as exc:
+            with _quiet_unless_debug():
+                consumer.poll(0)  # hands over the errors met so far (error_cb) and log lines
+            refused = any(e.code() == KafkaError._AUTHENTICATION for e in errors)
+            if refused or time.monotonic() >= deadline:
+                with _quiet_unless_debug():
+                    consumer.close()
+                raise _start_error(cfg, errors) from exc
+        else:
+            errors.clear()  # retried and overcome
+            return consumer
+
+
+def _start_error(cfg: KafkaConfig, errors: list[KafkaError]) -> BrokerError | ConfigError:
+    """The error of a failed start, worded as `streams.kafka_io` words kafka-python's."""
+    servers = cfg.bootstrap_servers
+    mechanism = cfg.client.get("sasl_mechanism")
+    refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
+    if any("Unsupported SASL mechanism" in text for text in refused):
+        return BrokerAuthError(
+            f"{servers} does not offer SASL {mechanism}: check kafka.client.sasl_mechanism "
+            f"(and security_protocol); {_SEE}"
+        )
+    if refused:
+        user = cfg.client.get("sasl_plain_username")
+        return BrokerAuthError(
+            f"authentication to {servers} failed for user {user!r} (SASL {mechanism}): check "
+            "kafka.client.sasl_plain_username / sasl_plain_password"
+        )
+    causes = [e.str() for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
+    cause = f" (last: {causes[-1]})" if causes else ""
+    return BrokerError(
+        _masked(
+            f"cannot reach Kafka at {servers} within {cfg.connect_timeout_s:g} s "
+            f"(kafka.connect_timeout_s){cause}",
+            cfg,
+        )
+    )
+
+
+class ConfluentSource:
+    """`RecordSource` on librdkafka: reads the impression and outcome topics from given offsets,
+    pauses partitions on request, reports lag from cached watermarks, commits synchronously."""
+
+    def __init__(self, cfg: KafkaConfig, topics: list[str]) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self._errors: list[KafkaError] = []  # from librdkafka (error_cb), served by each poll
+        self._consumer = _open_consumer(cfg, self._errors)
+        self._partitions: dict[str, TopicPartition] = {}
+        self._starts: dict[str, int | None] = {}  # None: from the partition's beginning
+        self._paused: set[str] = set()
+        self._closed = False
+
+    def assign(self, start_offsets: Mapping[str, int], wait_s: float = 30.0) -> None:
+        """Assign every partition of the topics, each from the checkpoint's offset or its start;
+        waits up to `wait_s` for topics the brokers do not know yet (just created)."""
+        deadline = time.monotonic() + wait_s
+        partitions: dict[str, TopicPartition] = {}
+        with _translated("metadata", self.cfg):
+            for topic in self.topics:
+                ids = self._partition_ids(topic)
+                while not ids and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    ids = self._partition_ids(topic)
+                if not ids:
+                    raise BrokerError(
+                        f"topic {topic!r} does not exist on {self.cfg.bootstrap_servers}"
+                    )
+                for p in ids:
+                    partitions[partition_key(topic, p)] = TopicPartition(topic, p)
+            self._starts = {key: start_offsets.get(key) for key in partitions}
+            self._consumer.assign(
+                [
+                    TopicPartition(tp.topic, tp.partition, _or_beginning(self._starts[key]))
+                    for key, tp in partitions.items()
+                ]
+            )
+        self._partitions = partitions
+        self._paused = set()
+
+    def _partition_ids(self, topic: str) -> list[int]:
+        metadata = self._consumer.list_topics(topic, timeout=self.cfg.connect_timeout_s)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            return []
+        return sorted(found.partitions)
+
+    @property
+    def partition_keys(self) -> list[str]:
+        """ "topic/partition" of every assigned partition."""
+        return list(self._partitions)
+
+    def poll(self, timeout_ms: int) -> list[tuple[Source, bytes | None]]:
+        """The next batch: waits up to `timeout_ms` for a first record, then takes what librdkafka
+        has fetched already, up to `kafka.max_poll_records`; offset order within a partition."""
+        with _translated("poll", self.cfg):
+            messages = self._consumer.consume(1, timeout_ms / 1000)
+            if messages and self.cfg.max_poll_records > 1:
+                messages += self._consumer.consume(self.cfg.max_poll_records - 1, 0)
+        self._raise_fatal()
+        out: list[tuple[Source, bytes | None]] = []
+        for message in messages:
+            if message.error() is not None:
+                self._on_error(message)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            out.append((Source(topic, partition, offset), message.value()))
+        return out
+
+    def _raise_fatal(self) -> None:
+        """A fatal librdkafka error stops the consumer; others are retried by librdkafka, which
+        logs them itself."""
+        errors = list(self._errors)
+        self._errors.clear()
+        for error in errors:
+            if error.fatal():
+                raise BrokerError(_masked(f"Kafka consumer failed: {error.str()}", self.cfg))
+
+    def _on_error(self, message: Message) -> None:
+        """An error in place of a record: fatal or about a partition (not authorized, gone)
+        stops the consumer; a transient one is logged and retried by librdkafka."""
+        error = message.error()
+        if error is None:
+            return
+        if error.fatal() or (message.topic() is not None and not error.retriable()):
+            where = f" on {message.topic()}/{message.partition()}" if message.topic() else ""
+            raise BrokerError(_masked(f"Kafka poll failed{where}: {error.str()}", self.cfg))
+        LIBRDKAFKA_LOG.warning("Kafka poll: %s", error.str())
+
+    def lag_by_partition(self) -> dict[str, int]:
+        """Records not yet read per partition: the high watermark of the last fetch (cached by
+        librdkafka, no request) less the position; partitions not fetched yet are left out."""
+        lag: dict[str, int] = {}
+        with _translated("position", self.cfg):
+            positions = self._consumer.position(list(self._partitions.values()))
+            for tp in positions:
+                key = partition_key(tp.topic, tp.partition)
+                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                position = tp.offset if tp.offset >= 0 else self._starts.get(key)
+                if position is None:
+                    position = low
+                if high >= 0 and position >= 0:
+                    lag[key] = max(0, high - position)
+        return lag
+
+    def pause_only(self, keys: Collection[str]) -> None:
+        """Stop fetching exactly these partitions and resume every other one. librdkafka drops
+        what it prefetched of a partition it pauses and fetches again from the position on
+        resume: nothing is lost or skipped."""
+        wanted = set(keys) & set(self._partitions)  # as the other sources: others ignored
+        pause = [self._partitions[k] for k in sorted(wanted - self._paused)]
+        resume = [self._partitions[k] for k in sorted(self._paused - wanted)]
+        with _translated("pause", self.cfg):
+            if pause:
+                self._consumer.pause(pause)
+            if resume:
+                self._consumer.resume(resume)
+        self._paused = wanted
+
+    def commit(self, offsets: Mapping[str, int]) -> None:
+        """Commit next-offsets to the consumer group, synchronously (as `MessageSource` does)."""
+        to_commit = []
+        for key, offset in offsets.items():
+            topic, _, partition = key.rpartition("/")
+            to_commit.append(TopicPartition(topic, int(partition), offset))
+        if not to_commit:
+            return
+        with _translated("commit", self.cfg):
+            done = self._consumer.commit(offsets=to_commit, asynchronous=False)
+        failed = [tp for tp in done or [] if tp.error is not None]
+        if failed:
+            tp = failed[0]
+            raise BrokerError(
+                _masked(f"Kafka commit failed for {tp.topic}/{tp.partition}: {tp.error}", self.cfg)
+            )
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._consumer.close()
+
+
+def _or_beginning(offset: int | None) -> int:
+    return OFFSET_BEGINNING if offset is None else offset
