@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from bandit.events import OutcomeLabel
@@ -35,13 +36,6 @@ class ArmSums:
     s1: float = 0.0  # decayed sum of x
     s2: float = 0.0  # decayed sum of x^2
     last_ts: float = 0.0  # event time of the last impression it was shown in
-
-    def decay_and_add(self, x: float, keep: float) -> None:
-        self.candidate += 1
-        self.n = keep * self.n + 1.0
-        self.n2 = keep * keep * self.n2 + 1.0
-        self.s1 = keep * self.s1 + x
-        self.s2 = keep * self.s2 + x * x
 
     @property
     def mean(self) -> float:
@@ -81,14 +75,21 @@ class ArmEstimate:
         return asdict(self)
 
 
-def _difference_se(a: ArmSums, b: ArmSums) -> float:
+def _difference_se(
+    a: ArmSums, a_mean: float, a_var: float, b: ArmSums, b_mean: float, b_var: float
+) -> float:
     """se of mean_a - mean_b over the impressions offering both (taken as the same ones): the
     x's of two actions are never both non-zero in one impression, so per impression
-    Var(x_a - x_b) = Var(x_a) + Var(x_b) + 2 E[x_a] E[x_b]."""
+    Var(x_a - x_b) = Var(x_a) + Var(x_b) + 2 E[x_a] E[x_b]. `*_mean` and `*_var` are the arms'
+    `mean` and `variance_of_mean`, computed once per arm by the caller."""
     if a.n <= 1.0 or b.n <= 1.0:
         return math.inf
-    covariance = 2.0 * a.mean * b.mean * a.n2 / (a.n * a.n)
-    return math.sqrt(max(a.variance_of_mean + b.variance_of_mean + covariance, 0.0))
+    covariance = 2.0 * a_mean * b_mean * a.n2 / (a.n * a.n)
+    total = a_var + b_var + covariance
+    return math.sqrt(0.0 if total < 0.0 else total)  # max(total, 0.0) without the call
+
+
+_MEAN = itemgetter(2)  # of a rival: (action, sums, mean, variance of the mean)
 
 
 @dataclass(slots=True)
@@ -98,10 +99,18 @@ class ArmStats:
     half_life_impressions: float = 20_000.0
     none_action: str = "none"
     triggers: dict[str, dict[str, ArmSums]] = field(default_factory=dict)
+    # (half-life, keep) of the last `_keep`: a power per event costs as much as the update
+    _keep_of: tuple[float, float] = field(
+        default=(math.nan, 1.0), init=False, repr=False, compare=False
+    )
 
     @property
     def _keep(self) -> float:
-        return float(0.5 ** (1.0 / self.half_life_impressions))
+        half_life, keep = self._keep_of
+        if half_life != self.half_life_impressions:
+            keep = float(0.5 ** (1.0 / self.half_life_impressions))
+            self._keep_of = (self.half_life_impressions, keep)
+        return keep
 
     def observe(
         self,
@@ -120,49 +129,74 @@ class ArmStats:
         policy collapsed) was not really offered: it gets no term, since x = 0 there would
         drag its estimate towards 0 whatever its value.
         """
-        arms = self.triggers.setdefault(trigger, {})
-        keep = self._keep
-        for i, action in enumerate(action_ids):
+        arms = self.triggers.get(trigger)
+        if arms is None:
+            arms = self.triggers[trigger] = {}
+        half_life, keep = self._keep_of
+        if half_life != self.half_life_impressions:
+            keep = self._keep
+        keep2 = keep * keep
+        get = arms.get
+        # Each offered action: n <- keep n + 1, n2 <- keep^2 n2 + 1, s1 <- keep s1 + x,
+        # s2 <- keep s2 + x^2 (x = 0 unless chosen), inline: a method call per candidate per
+        # event would cost more than the arithmetic.
+        i = -1
+        for action in action_ids:
+            i += 1
             if pmf is not None and pmf[i] <= 0.0:
                 continue
-            sums = arms.get(action)
+            sums = get(action)
             if sums is None:
                 sums = arms[action] = ArmSums()
-            chosen = i == chosen_index
-            sums.decay_and_add(reward / probability if chosen else 0.0, keep)
-            if chosen:
-                sums.shown += 1
-                sums.last_ts = ts
-                if label == OutcomeLabel.HELPFUL:
-                    sums.helpful += 1
-                elif label == OutcomeLabel.NOT_HELPFUL:
-                    sums.not_helpful += 1
-                else:
-                    sums.ignored += 1
+            if i != chosen_index:
+                sums.candidate += 1
+                sums.n = keep * sums.n + 1.0
+                sums.n2 = keep2 * sums.n2 + 1.0
+                sums.s1 = keep * sums.s1 + 0.0
+                sums.s2 = keep * sums.s2 + 0.0
+                continue
+            x = reward / probability
+            sums.candidate += 1
+            sums.n = keep * sums.n + 1.0
+            sums.n2 = keep2 * sums.n2 + 1.0
+            sums.s1 = keep * sums.s1 + x
+            sums.s2 = keep * sums.s2 + x * x
+            sums.shown += 1
+            sums.last_ts = ts
+            if label == OutcomeLabel.HELPFUL:
+                sums.helpful += 1
+            elif label == OutcomeLabel.NOT_HELPFUL:
+                sums.not_helpful += 1
+            else:
+                sums.ignored += 1
 
     def estimates(self, trigger: str) -> list[ArmEstimate]:
         """The estimate of every message at `trigger` (the send-nothing action included)."""
         arms = self.triggers.get(trigger, {})
+        moments = {a: (s.mean, s.variance_of_mean) for a, s in arms.items()}
         none = arms.get(self.none_action)
+        none_mean, none_var = moments.get(self.none_action, (0.0, math.inf))
+        # (action, sums, mean, variance) of the messages a gap can be measured against
+        rivals = [(a, s, *moments[a]) for a, s in arms.items() if a != self.none_action and s.n > 0]
         out = []
         for action, sums in arms.items():
+            mean, var = moments[action]
             lift = lift_se = gap = gap_se = None
             if none is not None and action != self.none_action:
-                lift, lift_se = sums.mean - none.mean, _difference_se(sums, none)
-            others = [s for a, s in arms.items() if a not in (action, self.none_action) and s.n > 0]
+                lift = mean - none_mean
+                lift_se = _difference_se(sums, mean, var, none, none_mean, none_var)
             pairwise: tuple[tuple[str, float, float], ...] = ()
-            if others and action != self.none_action:
-                best = max(others, key=lambda s: s.mean)
-                gap, gap_se = sums.mean - best.mean, _difference_se(sums, best)
-                pairwise = tuple(
-                    (a, sums.mean - s.mean, _difference_se(sums, s))
-                    for a, s in arms.items()
-                    if a not in (action, self.none_action) and s.n > 0
-                )
+            others = [r for r in rivals if r[0] != action] if action != self.none_action else []
+            if others:
+                pairs = [
+                    (a, mean - m, _difference_se(sums, mean, var, s, m, v)) for a, s, m, v in others
+                ]
+                # the best other message's comparison is among them (its first, on a tie)
+                _, gap, gap_se = pairs[others.index(max(others, key=_MEAN))]
+                pairwise = tuple(pairs)
             estimate = ArmEstimate(
                 trigger, action, sums.shown, sums.helpful, sums.not_helpful, sums.ignored,
-                sums.mean, math.sqrt(sums.variance_of_mean), lift, lift_se, gap, gap_se,
-                sums.last_ts, pairwise,
+                mean, math.sqrt(var), lift, lift_se, gap, gap_se, sums.last_ts, pairwise,
             )  # fmt: skip
             out.append(estimate)
         return out

@@ -25,24 +25,31 @@ class ActionCatalogue:
             a: dict(f) for a, f in (actions or {}).items()
         }
         self.triggers: dict[str, list[str]] = {t: list(ids) for t, ids in (triggers or {}).items()}
-        self._seen: set[tuple[str, tuple[str, ...]]] = set()
+        # trigger -> candidate ids -> (`_writes` when checked, the `actions` entries then): while
+        # nothing was written since, one tuple comparison tells whether anything is new.
+        self._seen: dict[str, dict[tuple[str, ...], tuple[int, tuple[dict[str, Any], ...]]]] = {}
+        self._writes = 0
 
     def observe(self, impression: Impression) -> None:
         """Record the impression's candidates at its trigger (cheap when nothing is new)."""
-        key = (impression.trigger, impression.action_ids)
-        if key in self._seen and all(
-            self.actions.get(a) == f
-            for a, f in zip(impression.action_ids, impression.action_features, strict=True)
-        ):
-            return
-        self._seen.add(key)
+        ids, features = impression.action_ids, impression.action_features
+        seen = self._seen.get(impression.trigger)
+        if seen is None:
+            seen = self._seen[impression.trigger] = {}
+        checked = seen.get(ids)
+        if checked is not None:
+            if checked[0] == self._writes and checked[1] == features:
+                return
+            if all(self.actions.get(a) == f for a, f in zip(ids, features, strict=True)):
+                seen[ids] = (self._writes, tuple(self.actions[a] for a in ids))
+                return
         offered = self.triggers.setdefault(impression.trigger, [])
-        for action_id, features in zip(
-            impression.action_ids, impression.action_features, strict=True
-        ):
-            self.actions[action_id] = dict(features)
+        for action_id, action_features in zip(ids, features, strict=True):
+            self.actions[action_id] = dict(action_features)
             if action_id not in offered:
                 offered.append(action_id)
+        self._writes += 1
+        seen[ids] = (self._writes, tuple(self.actions[a] for a in ids))
 
     def to_json(self) -> dict[str, Any]:
         return {"actions": self.actions, "triggers": self.triggers}

@@ -16,12 +16,13 @@ from bandit.arms import ArmStats
 from bandit.catalogue import ActionCatalogue, ReactionCounts
 from bandit.config import LearnerConfig, PruningConfig
 from bandit.errors import LearnerError
+from bandit.example_text import ExampleRenderer
 from bandit.exploration import feature_flag_set, only_epsilon_differs, same_exploration
 from bandit.join import JoinedEvent
 from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.pruning import PruningState
 from bandit.state import LearnerState
-from bandit.vw_text import NamespaceLetters, example_lines, outcome_line
+from bandit.vw_text import NamespaceLetters, example_lines, outcome_class
 
 GLOBAL_SCOPE = "global"
 
@@ -65,6 +66,8 @@ class OnlineLearner:
             state.arms, self.pruning_config.half_life_impressions, none_action
         )
         self.pruning = PruningState.from_json(state.pruning)
+        self._render = ExampleRenderer(self.letters)
+        self._per_trigger = config.scope == "per_trigger"  # `scope_of` without a call per event
 
     def scope_of(self, trigger: str) -> str:
         return scope_of(self.config.scope, trigger)
@@ -104,36 +107,44 @@ class OnlineLearner:
         return policy
 
     def learn(self, event: JoinedEvent) -> None:
+        """Learn one joined event: its policy, then the catalogue, the evidence of pruning, the
+        reaction counts and the outcome model."""
+        policy, text, outcome = self._render_event(event)
+        policy.learn_text(text)
+        self._record(event, outcome)
+
+    def _render_event(self, event: JoinedEvent) -> tuple[VowpalPolicy, str, str | None]:
+        """The policy of the event, its labelled example and its outcome-model line (None when
+        there is no outcome model or it chose the none action)."""
         imp = event.impression
-        lines = example_lines(
-            imp.context,
-            imp.action_ids,
-            imp.action_features,
-            self.letters,
-            label=(imp.chosen_index, -event.reward, imp.probability),
-        )
-        self._policy(self.scope_of(imp.trigger)).learn(lines)
+        render = self._render
+        context = render.context_text(imp.context)
+        actions = render.action_lines(imp.action_ids, imp.action_features)
+        index = imp.chosen_index
+        text = render.labelled_text(context, actions, index, -event.reward, imp.probability)
+        scope = imp.trigger if self._per_trigger else GLOBAL_SCOPE
+        policy = self._policies.get(scope) or self._policy(scope)
+        outcome = None
+        if self._outcomes is not None and imp.action_ids[index] != self.none_action:
+            outcome = render.outcome_text(context, actions, index, outcome_class(event.label.value))
+        return policy, text, outcome
+
+    def _record(self, event: JoinedEvent, outcome: str | None) -> None:
+        """Everything but the policy: catalogue, evidence, pruning, reactions, outcome model."""
+        imp = event.impression
         self.catalogue.observe(imp)
         self.arms.observe(
             imp.trigger, imp.action_ids, imp.chosen_index, imp.probability, event.reward,
             event.label, imp.ts, imp.pmf,
         )  # fmt: skip
-        self.pruning.events_since_evaluation += 1
-        if self.pruning.events_since_evaluation >= self.pruning_config.evaluate_every_events:
+        pruning = self.pruning
+        pruning.events_since_evaluation += 1
+        if pruning.events_since_evaluation >= self.pruning_config.evaluate_every_events:
             self.evaluate_pruning(imp.ts)
         if not event.defaulted:
             self.reactions.record(imp.learner_id)
-        if self._outcomes is not None and imp.chosen != self.none_action:
-            chosen = imp.chosen_index
-            self._outcomes.learn(
-                outcome_line(
-                    imp.context,
-                    imp.action_ids[chosen],
-                    imp.action_features[chosen],
-                    self.letters,
-                    label=event.label.value,
-                )
-            )
+        if outcome is not None and self._outcomes is not None:
+            self._outcomes.learn(outcome)
 
     def evaluate_pruning(self, now: float) -> None:
         """Re-judge every message at every trigger on the evidence so far (event time `now`)."""

@@ -25,6 +25,13 @@ from vowpalwabbit import Workspace
 from bandit.errors import LearnerError
 from bandit.scratch import scratch_dir
 
+# VW's extension, looked up once: on the learn path every attribute lookup shows
+_parse = pylibvw.vw._parse
+_learn_multi = pylibvw.vw.learn_multi
+_finish_multi = pylibvw.vw._finish_example_multi_ex
+_learn_one = pylibvw.vw.learn
+_finish_one = pylibvw.vw._finish_example
+
 
 def _temp_file(data: bytes, prefix: str) -> str:
     return str(scratch_dir().new_file(prefix, data))
@@ -112,11 +119,28 @@ class _VowpalModel:
 
 
 class VowpalPolicy(_VowpalModel):
-    """A `cb_explore_adf` policy: `learn(lines)` and `predict(lines) -> pmf`."""
+    """A `cb_explore_adf` policy: `learn_text(text)` and `predict(lines) -> pmf`."""
 
     def learn(self, lines: Sequence[str]) -> None:
         """Learn one labelled multi-line example (shared line first)."""
-        self._workspace().learn(list(lines))
+        self.learn_text("\n".join(lines))
+
+    def learn_text(self, text: str) -> None:
+        """Learn one labelled multi-line example given as one text, its lines joined by `\\n`.
+
+        What `Workspace.learn(lines)` does, straight through VW's extension: `Workspace.learn`
+        wraps every line in a Python `Example` (~27 us for 6 lines, three times VW's own
+        parsing and learning); a test proves the models come out byte-identical. Like
+        `Workspace.parse`, it drops carriage returns and strips the text.
+        """
+        ws = self._ws
+        if ws is None:
+            raise LearnerError("model is finished; create a new one")
+        examples = _parse(ws, text.replace("\r", "").strip())
+        try:
+            _learn_multi(ws, examples)
+        finally:
+            _finish_multi(ws, examples)
         self.examples_learned += 1
 
     def predict(self, lines: Sequence[str]) -> np.ndarray:
@@ -147,8 +171,17 @@ class OutcomeModel(_VowpalModel):
     RESTORE_FLAGS = "--probabilities --loss_function logistic"
 
     def learn(self, line: str) -> None:
-        """Learn one labelled single-line example (label 1, 2 or 3)."""
-        self._workspace().learn(line)
+        """Learn one labelled single-line example (label 1, 2 or 3), through VW's extension as
+        `VowpalPolicy.learn_text` does (the same model as `Workspace.learn(line)`)."""
+        ws = self._workspace()
+        examples = _parse(ws, line.replace("\r", "").strip())
+        try:
+            if len(examples) != 1:
+                raise LearnerError(f"expected one example in {line!r}, VW read {len(examples)}")
+            _learn_one(ws, examples[0])
+        finally:
+            for example in examples:
+                _finish_one(ws, example)
         self.examples_learned += 1
 
     def predict(self, lines: Sequence[str]) -> np.ndarray:

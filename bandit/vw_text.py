@@ -27,7 +27,21 @@ class NamespaceLetters:
     action: str
 
 
+def feature_text(name: str, value: float | str) -> str:
+    """One feature as this format writes it: `name=text` (sanitised) or `name:number` (6 g)."""
+    if isinstance(value, str):
+        return f"{name}={value.translate(_UNSAFE)}"
+    return f"{name}:{value:.6g}"
+
+
+def number_text(value: float) -> str:
+    """A number of a label or a feature: six significant digits."""
+    return f"{value:.6g}"
+
+
 def _features(features: Mapping[str, float | str]) -> str:
+    # `feature_text` inline (decisions render contexts with this too); `ExampleRenderer`'s
+    # test compares the two
     parts = []
     for name, value in features.items():
         if isinstance(value, str):
@@ -58,6 +72,11 @@ def action_line(
     return f"|{letters.action} id={action_id}" + (f" {extra}" if extra else "")
 
 
+def label_prefix(cost: float, probability: float) -> str:
+    """The label in front of the chosen action's line, with its separating space."""
+    return f"0:{number_text(cost)}:{number_text(probability)} "
+
+
 def example_lines(
     context: Mapping[str, Mapping[str, float | str]],
     action_ids: Sequence[str],
@@ -72,7 +91,7 @@ def example_lines(
     )
     if label is not None:
         index, cost, probability = label
-        lines[index + 1] = f"0:{cost:.6g}:{probability:.6g} {lines[index + 1]}"
+        lines[index + 1] = f"{label_prefix(cost, probability)}{lines[index + 1]}"
     return lines
 
 

@@ -600,7 +600,6 @@ def _stage_map() -> list[tuple[Any, str, str]]:
     """(owner, attribute, stage) of every timed function; owners are classes or modules, so
     the consumer needs no change (a renamed one fails loudly: update this map)."""
     import streams.consumer as consumer_module
-    from bandit import learning
     from bandit.join import RewardJoin
     from bandit.learning import OnlineLearner
     from bandit.live_value import LiveValue
@@ -622,8 +621,7 @@ def _stage_map() -> list[tuple[Any, str, str]]:
         (RewardJoin, "close_all", "join"),
         (EventTimeGuard, "close", "join"),
         (WatermarkTracker, "current", "join"),
-        (learning, "example_lines", "render"),
-        (learning, "outcome_line", "render"),
+        (OnlineLearner, "_render_event", "render"),  # its example and outcome-model line
         (OnlineLearner, "learn", "learn"),  # VW, catalogue, arms, pruning, reactions
         (ConsumerStats, "record_learned", "learn"),
         (LiveValue, "add", "learn"),

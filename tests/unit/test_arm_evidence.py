@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,32 @@ def test_a_pruned_message_stays_pruned_until_its_estimate_is_back_at_the_thresho
     better = stats([x + 0.2 if i % 2 == 0 else 0.0 for i, x in enumerate(noisy)])
     pruned.evaluate(better, rule, 2.0)
     assert pruned.held() == {}  # estimate back above the threshold: restored
+
+
+def test_sums_and_estimates_of_a_tiny_log_match_the_hand_computed_values() -> None:
+    # half-life 1 impression: keep = 1/2. Event 1 shows a (p 1/2, reward 1): x_a = 2; event 2
+    # shows b (p 1/4, reward -1): x_b = -4; "held" has probability 0 in event 2: no term there.
+    arms = ArmStats(half_life_impressions=1.0, none_action=NONE)
+    arms.observe(T, ("a", "b", "held", NONE), 0, 0.5, 1.0, OutcomeLabel.HELPFUL, 10.0)
+    pmf = (0.25, 0.25, 0.0, 0.5)
+    arms.observe(T, ("a", "b", "held", NONE), 1, 0.25, -1.0, OutcomeLabel.NOT_HELPFUL, 20.0, pmf)
+
+    sums = arms.triggers[T]
+    assert (sums["a"].n, sums["a"].n2, sums["a"].s1, sums["a"].s2) == (1.5, 1.25, 1.0, 2.0)
+    assert (sums["b"].n, sums["b"].n2, sums["b"].s1, sums["b"].s2) == (1.5, 1.25, -4.0, 16.0)
+    assert (sums["held"].n, sums["held"].candidate, sums["held"].s1) == (1.0, 1, 0.0)
+    assert (sums["a"].shown, sums["a"].helpful, sums["b"].not_helpful, sums["b"].last_ts) == (
+        1, 1, 1, 20.0,
+    )  # fmt: skip
+
+    a, b, held, none = arms.estimates(T)
+    var_a = (2.0 / 1.5 - (1 / 1.5) ** 2) * 1.25 / 1.5**2  # 0.4938
+    assert a.value == pytest.approx(2 / 3) and a.value_se == pytest.approx(var_a**0.5)
+    assert a.lift == pytest.approx(2 / 3) and a.lift_se == pytest.approx(var_a**0.5)
+    # a's best other message is "held" (mean 0 beats b's -8/3), seen once: infinite se
+    assert a.gap == pytest.approx(2 / 3 - 0.0)
+    assert [p[0] for p in a.pairwise] == ["b", "held"]
+    assert a.gap_se == a.pairwise[1][2] == math.inf
+    assert b.gap == pytest.approx(-8 / 3 - 2 / 3) and b.gap_se == b.pairwise[0][2]
+    assert held.pairwise[0][1] == pytest.approx(-2 / 3) and held.gap == held.pairwise[0][1]
+    assert none.lift is None and none.gap is None and none.pairwise == ()

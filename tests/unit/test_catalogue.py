@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 
@@ -78,6 +80,36 @@ def test_observe_copies_features_so_later_changes_to_the_event_do_not_leak_in() 
     features["tone"] = "changed"
 
     assert catalogue.actions["hint"] == {"tone": "friendly"}
+
+
+def test_features_another_trigger_changed_are_restored_when_a_seen_set_comes_back() -> None:
+    catalogue = ActionCatalogue()
+    quiz = impression("quiz", {"hint": {"tone": "instructive"}, "none": {}})
+
+    catalogue.observe(quiz)
+    catalogue.observe(quiz)  # nothing new: the fast path
+    catalogue.observe(impression("idle", {"hint": {"tone": "friendly"}}))
+    assert catalogue.actions["hint"] == {"tone": "friendly"}
+    catalogue.observe(quiz)  # seen before, but the latest features of hint are idle's
+
+    assert catalogue.actions["hint"] == {"tone": "instructive"}
+    assert catalogue.triggers == {"quiz": ["hint", "none"], "idle": ["hint"]}
+
+
+def test_observe_records_the_same_as_checking_every_action_on_random_traffic() -> None:
+    """The fast path (nothing written since the set was checked) against the plain rule: the
+    catalogue always holds each action's features from the last impression that offered it."""
+    rng = random.Random(4)
+    catalogue = ActionCatalogue()
+    latest: dict[str, Features] = {}
+    for k in range(2000):
+        ids = rng.sample(["hint", "peer", "video", "none"], rng.randint(1, 3))
+        offered: dict[str, Features] = {
+            a: {"tone": rng.choice(["warm", "cold"])} if a != "none" else {} for a in ids
+        }
+        catalogue.observe(impression(rng.choice(["quiz", "idle"]), offered, event_id=f"e{k}"))
+        latest.update(offered)
+        assert catalogue.actions == latest
 
 
 def test_catalogue_round_trips_through_json() -> None:

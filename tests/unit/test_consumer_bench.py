@@ -194,13 +194,13 @@ def test_the_data_file_holds_exactly_the_lines_the_learner_gives_vw(
 ) -> None:
     events = synthetic_events(20, 4, 12, list(config.learner.namespaces), "none", seed=3)
     given: list[list[str]] = []
-    original = bandit.policies.VowpalPolicy.learn
+    original = bandit.policies.VowpalPolicy.learn_text
 
-    def spy(self: bandit.policies.VowpalPolicy, lines: list[str]) -> None:
-        given.append(list(lines))
-        original(self, lines)
+    def spy(self: bandit.policies.VowpalPolicy, text: str) -> None:
+        given.append(text.split("\n"))
+        original(self, text)
 
-    monkeypatch.setattr(bandit.policies.VowpalPolicy, "learn", spy)
+    monkeypatch.setattr(bandit.policies.VowpalPolicy, "learn_text", spy)
     learner = OnlineLearner(config.learner, none_action="none")
     for event in events:
         learner.learn(event)

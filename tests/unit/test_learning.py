@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -93,13 +93,13 @@ def test_learner_labels_the_chosen_action_with_cost_minus_reward(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen: list[list[str]] = []
-    original = VowpalPolicy.learn
+    original = VowpalPolicy.learn_text
 
-    def spy(self: VowpalPolicy, lines: Sequence[str]) -> None:
-        seen.append(list(lines))
-        original(self, lines)
+    def spy(self: VowpalPolicy, text: str) -> None:
+        seen.append(text.split("\n"))
+        original(self, text)
 
-    monkeypatch.setattr(VowpalPolicy, "learn", spy)
+    monkeypatch.setattr(VowpalPolicy, "learn_text", spy)
     learner = OnlineLearner(LearnerConfig())
     try:
         imp = make_impression("e1", {"learner": {"level": "novice"}}, ("x", "y", "z"), 2, 0.4)
