@@ -316,6 +316,10 @@ class LearnerConfig(_Section):
         False, description="also learn P(helpful/not helpful/ignored), for decision rule send_rule"
     )
     warm_start: WarmStartConfig | None = None
+    separate_process: bool = Field(
+        True, description="`nudge consume` runs Vowpal Wabbit in a child process on another "
+        "core: the loop renders examples and ships them in batches (bandit.vw_worker)",
+    )  # fmt: skip
 
     @field_validator("vw_args")
     @classmethod

@@ -23,8 +23,11 @@ from bandit.policies import OutcomeModel, VowpalPolicy
 from bandit.pruning import PruningState
 from bandit.state import LearnerState
 from bandit.vw_text import NamespaceLetters, example_lines, outcome_class
+from bandit.vw_worker import RemoteOutcomeModel, RemotePolicy, VowpalWorker
 
 GLOBAL_SCOPE = "global"
+Policy = VowpalPolicy | RemotePolicy
+Outcomes = OutcomeModel | RemoteOutcomeModel
 
 
 def scope_of(scope: str, trigger: str) -> str:
@@ -44,21 +47,37 @@ class OnlineLearner:
         none_action: str = "none",
         reaction_cap: int = 0,
         pruning: PruningConfig | None = None,
+        separate_process: bool = False,
     ) -> None:
+        """`separate_process`: the VW models live in a child process (`bandit.vw_worker`),
+        fed in batches, so VW learns on another core while this one renders the next events;
+        `state()` waits for every example sent before it (a consistent cut)."""
         state = state or LearnerState(models=dict(models or {}))
         self.config = config
         self.none_action = none_action
         self.letters = NamespaceLetters(dict(config.namespaces), config.action_namespace)
         self._masks = dict(state.masks)
-        self._policies: dict[str, VowpalPolicy] = {}
-        for scope, model in state.models.items():
-            runtime = self._runtime_flags(scope, state.arguments.get(scope))
-            self._policies[scope] = VowpalPolicy(
-                self._arguments_of(scope), model, self._masks.get(scope), runtime
-            )
-        self._outcomes: OutcomeModel | None = None
-        if config.outcome_model:
-            self._outcomes = OutcomeModel(config.outcome_model_arguments(), state.outcome_model)
+        self._worker = VowpalWorker().start() if separate_process else None
+        self._policies: dict[str, Policy] = {}
+        self._outcomes: Outcomes | None = None
+        try:
+            for scope, model in state.models.items():
+                runtime = self._runtime_flags(scope, state.arguments.get(scope))
+                self._policies[scope] = self._new_policy(
+                    scope, model, self._masks.get(scope), runtime
+                )
+            if config.outcome_model:
+                arguments = config.outcome_model_arguments()
+                self._outcomes = (
+                    OutcomeModel(arguments, state.outcome_model)
+                    if self._worker is None
+                    else RemoteOutcomeModel(
+                        self._worker, "outcome-model", arguments, state.outcome_model
+                    )
+                )
+        except BaseException:
+            self.close()
+            raise
         self.catalogue = ActionCatalogue.from_json(state.catalogue)
         self.reactions = ReactionCounts(reaction_cap, state.reactions)
         self.pruning_config = pruning or PruningConfig(enabled=False)
@@ -100,10 +119,18 @@ class OnlineLearner:
             "learner.exploration, or start a new deployment (a new checkpoint directory)"
         )
 
-    def _policy(self, scope: str) -> VowpalPolicy:
+    def _new_policy(
+        self, scope: str, model: bytes | None = None, mask: bytes | None = None, runtime: str = ""
+    ) -> Policy:
+        arguments = self._arguments_of(scope)
+        if self._worker is None:
+            return VowpalPolicy(arguments, model, mask, runtime)
+        return RemotePolicy(self._worker, f"policy:{scope}", arguments, model, mask, runtime)
+
+    def _policy(self, scope: str) -> Policy:
         policy = self._policies.get(scope)
         if policy is None:
-            policy = self._policies[scope] = VowpalPolicy(self._arguments_of(scope))
+            policy = self._policies[scope] = self._new_policy(scope)
         return policy
 
     def learn(self, event: JoinedEvent) -> None:
@@ -113,7 +140,7 @@ class OnlineLearner:
         policy.learn_text(text)
         self._record(event, outcome)
 
-    def _render_event(self, event: JoinedEvent) -> tuple[VowpalPolicy, str, str | None]:
+    def _render_event(self, event: JoinedEvent) -> tuple[Policy, str, str | None]:
         """The policy of the event, its labelled example and its outcome-model line (None when
         there is no outcome model or it chose the none action)."""
         imp = event.impression
@@ -194,3 +221,5 @@ class OnlineLearner:
         if self._outcomes is not None:
             self._outcomes.finish()
             self._outcomes = None
+        if self._worker is not None:
+            self._worker.close()

@@ -288,10 +288,25 @@ class Result:
     learner: dict[str, Any]
     growth: list[GrowthPoint] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
+    e2e_by_library: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
         return self.e2e_eps / self.native_vw_eps if self.native_vw_eps else 0.0
+
+    @property
+    def fastest_library(self) -> str | None:
+        """The client library whose `nudge consume` learned fastest (None with one run)."""
+        if not self.e2e_by_library:
+            return None
+        return max(self.e2e_by_library, key=lambda lib: self.e2e_by_library[lib]["eps"])
+
+    @property
+    def ratio_fastest(self) -> float:
+        """e2e_eps / native_vw_eps with the fastest client library measured."""
+        fastest = self.fastest_library
+        eps = self.e2e_by_library[fastest]["eps"] if fastest else self.e2e_eps
+        return eps / self.native_vw_eps if self.native_vw_eps else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON report: the headline numbers first, then each part's details."""
@@ -300,6 +315,11 @@ class Result:
             "learner_eps": round(self.learner_eps, 1),
             "e2e_eps": round(self.e2e_eps, 1),
             "ratio": round(self.ratio, 4),
+            "fastest_library": self.fastest_library,
+            "ratio_fastest": round(self.ratio_fastest, 4),
+            "e2e_eps_by_library": {
+                lib: round(e["eps"], 1) for lib, e in self.e2e_by_library.items()
+            },
             "learner_ratio": round(self.learner_eps / self.native_vw_eps, 4)
             if self.native_vw_eps
             else 0.0,
@@ -310,6 +330,7 @@ class Result:
             "messages": self.messages,
             "expected_learned": self.expected_learned,
             "e2e": self.e2e,
+            "e2e_by_library": self.e2e_by_library,
             "profiled": self.profiled,
             "stages": [asdict(r) for r in self.stages],
             "native": self.native,
@@ -348,10 +369,21 @@ def table(result: Result) -> str:
         f"{r.native.get('repeats', 1)}, median {r.native.get('median_eps', 0):,.0f}) | {r.native_vw_eps:,.0f} |",
         f"| VW's extension on the same text, one thread (`pylibvw` parse + `learn_multi`) | "
         f"{r.native.get('extension_eps', 0):,.0f} |",
-        f"| learner_eps (`OnlineLearner.learn`, same events) | {r.learner_eps:,.0f} "
-        f"({r.learner_eps / native:.2f}× native) |",
-        f"| e2e_eps (`nudge consume`, {e2e['learned']:,} learned in {e2e['seconds']:.1f} s) | {r.e2e_eps:,.0f} |",
+        f"| learner_eps (`OnlineLearner.learn`, same events, {r.learner.get('how', 'in process')}) | "
+        f"{r.learner_eps:,.0f} ({r.learner_eps / native:.2f}× native) |",
+        *[
+            f"| ... the learner {other['how']} | {other['eps']:,.0f} ({other['eps'] / native:.2f}× native) |"
+            for other in r.learner.get("others", [])
+        ],
+        f"| e2e_eps (`nudge consume`, {e2e.get('library', 'kafka-python')}, {e2e['learned']:,} learned "
+        f"in {e2e['seconds']:.1f} s) | {r.e2e_eps:,.0f} |",
         f"| ratio = e2e_eps / native_vw_eps | {r.ratio:.3f} |",
+        *[
+            f"| e2e_eps with {lib} ({e['learned']:,} learned in {e['seconds']:.1f} s); ratio | "
+            f"{e['eps']:,.0f}; {e['eps'] / native:.3f} |"
+            for lib, e in r.e2e_by_library.items()
+            if e is not e2e
+        ],
         f"| peak RSS of `nudge consume` (VmHWM) | {e2e.get('peak_rss_mb') or 0:,.0f} MB |",
         f"| checkpoint bytes: largest / final (of {prof['checkpoints']} in the timed run) | "
         f"{_mb(prof.get('checkpoint_bytes_max'))} / {_mb(prof.get('checkpoint_bytes_last'))} |",
@@ -472,9 +504,14 @@ def growth_svg(points: Sequence[GrowthPoint]) -> str:
 # ---- the deployment -------------------------------------------------------------------------
 
 
-def write_config(base: Path, workdir: Path, run: str, name: str, bootstrap: str | None) -> Path:
-    """`base` with the run's topics, a group and directories of this consumer's own."""
+def write_config(
+    base: Path, workdir: Path, run: str, name: str, bootstrap: str | None, library: str | None = None
+) -> Path:
+    """`base` with the run's topics, a group and directories of this consumer's own (and the
+    record client library, when given)."""
     data = yaml.safe_load(base.read_text())
+    if library is not None:
+        data["kafka"]["client_library"] = library
     data["kafka"].update(
         impressions_topic=f"{run}.impressions", outcomes_topic=f"{run}.outcomes",
         dead_letter_topic=f"{run}.dead-letters", group_id=f"{run}-{name}",
@@ -531,6 +568,7 @@ def _current_checkpoint_bytes(directory: Path) -> int | None:
 def run_e2e(config: Path, workdir: Path, idle_s: float, native_crc: bool) -> dict[str, Any]:
     """`nudge consume --until-idle` as a process: learned/s over its busy time, its peak RSS,
     the final checkpoint's bytes."""
+    workdir.mkdir(parents=True, exist_ok=True)
     stats_path = workdir / "e2e-stats.json"
     log = workdir / "e2e-consume.log"
     env = {} if native_crc else {"PYTHONPATH": str(_crc32c_hider(workdir))}
@@ -609,9 +647,20 @@ def _stage_map() -> list[tuple[Any, str, str]]:
     from streams.kafka_io import MessageSource, Producer
     from streams.stats import ConsumerStats
 
+    sources: list[Any] = [MessageSource]
+    with contextlib.suppress(ImportError):  # the optional extra
+        from streams.confluent_io import ConfluentSource
+
+        sources.append(ConfluentSource)
+    fetch = [
+        (source, name, stage)
+        for source in sources
+        for name, stage in (("poll", "fetch"), ("lag_by_partition", "fetch"),
+                            ("pause_only", "fetch"), ("assign", "start/stop"),
+                            ("close", "start/stop"))
+    ]  # fmt: skip
     return [
-        (MessageSource, "poll", "fetch"),
-        (MessageSource, "lag_by_partition", "fetch"),
+        *fetch,
         (consumer_module, "decode_message", "decode"),
         (StreamLearner, "_decode_saved", "decode"),  # the join's saved impressions, re-read
         (StreamLearner, "_admit", "join"),  # event-time guard, watermarks, join.add
@@ -629,8 +678,6 @@ def _stage_map() -> list[tuple[Any, str, str]]:
         (CheckpointStore, "save", "checkpoint"),
         (StreamLearner, "_publish", "snapshot"),
         (StreamLearner, "_dead_letter", "dead_letter"),
-        (MessageSource, "assign", "start/stop"),
-        (MessageSource, "close", "start/stop"),
         (Producer, "close", "start/stop"),
         (OnlineLearner, "close", "start/stop"),
         (CheckpointStore, "close", "start/stop"),
@@ -732,7 +779,8 @@ def run_profiled(config: Path, idle_s: float) -> tuple[dict[str, Any], list[Stag
     """`StreamLearner` in this process on the same topics, every stage timed."""
     from streams.allocator import pin_mmap_threshold
     from streams.consumer import RunOptions, StreamLearner
-    from streams.kafka_io import SNAPSHOT_MESSAGE_BYTES, MessageSource, Producer
+    from streams.kafka_io import SNAPSHOT_MESSAGE_BYTES, Producer
+    from streams.sources import record_source_type
 
     cfg = load_config(config, environ={})
     pin_mmap_threshold()  # as `nudge consume`
@@ -744,7 +792,7 @@ def run_profiled(config: Path, idle_s: float) -> tuple[dict[str, Any], list[Stag
         if cfg.snapshots.kafka_topic is not None:
             sink = Producer(k, max_request_size=SNAPSHOT_MESSAGE_BYTES)
         stream = StreamLearner(
-            cfg, MessageSource(k, [k.impressions_topic, k.outcomes_topic]), Producer(k),
+            cfg, record_source_type(k)(k, [k.impressions_topic, k.outcomes_topic]), Producer(k),
             snapshot_sink=sink,
         )  # fmt: skip
         clock.start()
@@ -795,24 +843,32 @@ def _policy_loss(learner: Any) -> float | None:
     return float(ws.get_sum_loss() / weighted) if weighted else None
 
 
-def learner_speed(cfg: Config, events: Sequence[JoinedEvent]) -> dict[str, Any]:
-    """A fresh `OnlineLearner` (the consumer's settings) learning `events` in this process."""
+def learner_speed(
+    cfg: Config, events: Sequence[JoinedEvent], separate_process: bool = False
+) -> dict[str, Any]:
+    """A fresh `OnlineLearner` (the consumer's settings) learning `events`: VW in this process,
+    or in its worker process (`separate_process`, started and ready before the clock starts).
+    Timed up to the models being saved (`models()`): the worker has then learned everything."""
     from bandit.learning import OnlineLearner
     from streams.consumer import reaction_cap
 
     learner = OnlineLearner(
         cfg.learner, none_action=cfg.rewards.none_action, reaction_cap=reaction_cap(cfg),
-        pruning=cfg.pruning,
+        pruning=cfg.pruning, separate_process=separate_process,
     )  # fmt: skip
     try:
+        if learner._worker is not None:  # the bench looks inside on purpose: the child is up
+            learner._worker.ping()
         started = time.perf_counter()
         for event in events:
             learner.learn(event)
+        list(learner.models())
         seconds = time.perf_counter() - started
-        loss = _policy_loss(learner)
+        loss = None if separate_process else _policy_loss(learner)
     finally:
         learner.close()
     return {
+        "how": "VW in a worker process" if separate_process else "VW in process",
         "seconds": round(seconds, 3),
         "events": len(events),
         "eps": len(events) / seconds if seconds else 0.0,
@@ -957,6 +1013,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-native-crc", action="store_true",
                    help="the consumers check record CRCs in pure Python, as before `crc32c` was a "
                    "dependency (hides the `crc32c` module from kafka-python)")  # fmt: skip
+    p.add_argument("--client-library", nargs="+", choices=LIBRARIES, default=installed_libraries(),
+                   help="run `nudge consume` with each of these record clients; the timed run "
+                   "uses the last (default: every one installed: %(default)s)")  # fmt: skip
     p.add_argument("--json", type=Path, metavar="PATH", help="write every number here")
     p.add_argument("--svg", type=Path, metavar="PATH",
                    help="the growth plot (default: <workdir>/growth.svg)")  # fmt: skip
@@ -964,6 +1023,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true",
                    help="keep the VW data file, checkpoints and snapshots in the workdir")  # fmt: skip
     return p
+
+
+LIBRARIES = ("kafka-python", "confluent-kafka")
+
+
+def installed_libraries() -> list[str]:
+    """kafka-python, and confluent-kafka when its extra is installed."""
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        return ["kafka-python"]
+    return list(LIBRARIES)
 
 
 def say(message: str) -> None:
@@ -974,15 +1045,26 @@ def bench(args: argparse.Namespace, workdir: Path) -> Result:
     """Fill the topics, consume them twice (a process; timed in this one), then VW's driver and
     the learner on what was learned, then the growth."""
     run = f"bench-{uuid.uuid4().hex[:8]}"
-    e2e_config = write_config(args.config, workdir, run, "e2e", args.bootstrap)
-    timed_config = write_config(args.config, workdir, run, "timed", args.bootstrap)
+    libraries = list(dict.fromkeys(args.client_library))
+    e2e_configs = {
+        lib: write_config(args.config, workdir, run, f"e2e-{lib}", args.bootstrap, lib)
+        for lib in libraries
+    }
+    e2e_config = e2e_configs[libraries[0]]
+    timed_config = write_config(args.config, workdir, run, "timed", args.bootstrap, libraries[-1])
     cfg = load_config(timed_config, environ={})
     say(f"simulating {args.events:,} events into {run}.* on {cfg.kafka.bootstrap_servers}")
     sim = simulate(e2e_config, workdir, args.events, args.seed)
     expected = int(sim["expected"]["learned"])
     say(f"{sim['messages']:,} messages; nudge consume --until-idle {args.idle_s} ...")
-    e2e = run_e2e(e2e_config, workdir, args.idle_s, native_crc=not args.no_native_crc)
-    say(f"e2e: {e2e['learned']:,} learned in {e2e['seconds']:.1f} s = {e2e['eps']:,.0f}/s")
+    by_library: dict[str, dict[str, Any]] = {}
+    for lib, config in e2e_configs.items():
+        e2e = by_library[lib] = run_e2e(
+            config, workdir / f"e2e-{lib}", args.idle_s, native_crc=not args.no_native_crc
+        )
+        e2e["library"] = lib
+        say(f"e2e ({lib}): {e2e['learned']:,} learned in {e2e['seconds']:.1f} s = {e2e['eps']:,.0f}/s")
+    e2e = by_library[libraries[0]]
     say("the same topics through StreamLearner in this process, every stage timed ...")
     profiled, rows, recorder = run_profiled(timed_config, args.idle_s)
     say(f"timed: {profiled['learned']:,} learned in {profiled['seconds']:.1f} s busy")
@@ -1005,7 +1087,8 @@ def bench(args: argparse.Namespace, workdir: Path) -> Result:
     native["extension_eps"] = extension["eps"]
     native["extension_average_loss"] = extension["average_loss"]
     say(f"native: {native['eps']:,.0f}/s; the learner on the same events ...")
-    learner = learner_speed(cfg, learned)
+    learner = learner_speed(cfg, learned, cfg.learner.separate_process)
+    learner["others"] = [learner_speed(cfg, learned, not cfg.learner.separate_process)]
     if not args.keep:
         data.unlink()
     points: list[GrowthPoint] = []
@@ -1017,7 +1100,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> Result:
         events=args.events, messages=int(sim["messages"]), expected_learned=expected,
         native_vw_eps=native["eps"], learner_eps=learner["eps"], e2e_eps=e2e["eps"],
         e2e=e2e, profiled=profiled, stages=rows, native=native, learner=learner,
-        growth=points, machine=machine(),
+        growth=points, machine=machine(), e2e_by_library=by_library if len(by_library) > 1 else {},
     )  # fmt: skip
 
 
@@ -1041,7 +1124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         if not args.keep:
-            for name in ("e2e", "timed"):
+            for name in ("timed", *(f"e2e-{lib}" for lib in LIBRARIES)):
                 for sub in ("checkpoints", "snapshots", "spool"):
                     _rmtree(workdir / name / sub)
     m = result.machine

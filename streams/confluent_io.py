@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -210,7 +211,15 @@ def _start_error(cfg: KafkaConfig, errors: list[KafkaError]) -> BrokerError | Co
 
 class ConfluentSource:
     """`RecordSource` on librdkafka: reads the impression and outcome topics from given offsets,
-    pauses partitions on request, reports lag from cached watermarks, commits synchronously."""
+    pauses partitions on request, reports lag from cached watermarks, commits synchronously.
+
+    Pausing: librdkafka drops what it prefetched of a partition it pauses and fetches it again
+    on resume, a round trip each time; event-time alignment pauses and resumes the partition
+    running ahead every few polls. So a pause is first kept here: records of a paused
+    partition that librdkafka hands over are held back (in offset order) and returned once it
+    is resumed; only when a partition holds `max_poll_records` of them is it paused in
+    librdkafka as well. Nothing is lost or repeated either way.
+    """
 
     def __init__(self, cfg: KafkaConfig, topics: list[str]) -> None:
         self.cfg = cfg
@@ -219,7 +228,9 @@ class ConfluentSource:
         self._consumer = _open_consumer(cfg, self._errors)
         self._partitions: dict[str, TopicPartition] = {}
         self._starts: dict[str, int | None] = {}  # None: from the partition's beginning
-        self._paused: set[str] = set()
+        self._paused: set[str] = set()  # what the consumer asked for
+        self._fetch_paused: set[str] = set()  # paused in librdkafka too
+        self._held: dict[str, deque[tuple[Source, bytes | None]]] = {}
         self._closed = False
 
     def assign(self, start_offsets: Mapping[str, int], wait_s: float = 30.0) -> None:
@@ -248,6 +259,8 @@ class ConfluentSource:
             )
         self._partitions = partitions
         self._paused = set()
+        self._fetch_paused = set()
+        self._held = {}
 
     def _partition_ids(self, topic: str) -> list[int]:
         metadata = self._consumer.list_topics(topic, timeout=self.cfg.connect_timeout_s)
@@ -264,12 +277,16 @@ class ConfluentSource:
     def poll(self, timeout_ms: int) -> list[tuple[Source, bytes | None]]:
         """The next batch: waits up to `timeout_ms` for a first record, then takes what librdkafka
         has fetched already, up to `kafka.max_poll_records`; offset order within a partition."""
+        limit = self.cfg.max_poll_records
+        out = self._released(limit)
         with _translated("poll", self.cfg):
-            messages = self._consumer.consume(1, timeout_ms / 1000)
-            if messages and self.cfg.max_poll_records > 1:
-                messages += self._consumer.consume(self.cfg.max_poll_records - 1, 0)
+            if out:
+                messages = self._consumer.consume(limit - len(out), 0) if len(out) < limit else []
+            else:
+                messages = self._consumer.consume(1, timeout_ms / 1000)
+                if messages and limit > 1:
+                    messages += self._consumer.consume(limit - 1, 0)
         self._raise_fatal()
-        out: list[tuple[Source, bytes | None]] = []
         for message in messages:
             if message.error() is not None:
                 self._on_error(message)
@@ -277,8 +294,32 @@ class ConfluentSource:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             if topic is None or partition is None or offset is None:
                 continue
-            out.append((Source(topic, partition, offset), message.value()))
+            record = (Source(topic, partition, offset), message.value())
+            key = record[0].partition_key
+            if key in self._paused:
+                self._hold(key, record)
+            else:
+                out.append(record)
         return out
+
+    def _released(self, limit: int) -> list[tuple[Source, bytes | None]]:
+        """Held records of partitions resumed since, oldest first, up to `limit`."""
+        out: list[tuple[Source, bytes | None]] = []
+        for key, held in self._held.items():
+            if key in self._paused:
+                continue
+            while held and len(out) < limit:
+                out.append(held.popleft())
+        return out
+
+    def _hold(self, key: str, record: tuple[Source, bytes | None]) -> None:
+        """Keep a record of a paused partition; past a poll's worth, pause it in librdkafka."""
+        held = self._held.setdefault(key, deque())
+        held.append(record)
+        if len(held) >= self.cfg.max_poll_records and key not in self._fetch_paused:
+            with _translated("pause", self.cfg):
+                self._consumer.pause([self._partitions[key]])
+            self._fetch_paused.add(key)
 
     def _raise_fatal(self) -> None:
         """A fatal librdkafka error stops the consumer; others are retried by librdkafka, which
@@ -313,21 +354,19 @@ class ConfluentSource:
                 if position is None:
                     position = low
                 if high >= 0 and position >= 0:
-                    lag[key] = max(0, high - position)
+                    held = self._held.get(key)
+                    lag[key] = max(0, high - position) + (len(held) if held else 0)
         return lag
 
     def pause_only(self, keys: Collection[str]) -> None:
-        """Stop fetching exactly these partitions and resume every other one. librdkafka drops
-        what it prefetched of a partition it pauses and fetches again from the position on
-        resume: nothing is lost or skipped."""
+        """Return no record of exactly these partitions until resumed, every other one's again
+        (held records first); see the class for how librdkafka is paused."""
         wanted = set(keys) & set(self._partitions)  # as the other sources: others ignored
-        pause = [self._partitions[k] for k in sorted(wanted - self._paused)]
-        resume = [self._partitions[k] for k in sorted(self._paused - wanted)]
-        with _translated("pause", self.cfg):
-            if pause:
-                self._consumer.pause(pause)
-            if resume:
+        resume = [self._partitions[k] for k in sorted(self._fetch_paused - wanted)]
+        if resume:
+            with _translated("pause", self.cfg):
                 self._consumer.resume(resume)
+            self._fetch_paused &= wanted
         self._paused = wanted
 
     def commit(self, offsets: Mapping[str, int]) -> None:

@@ -144,6 +144,7 @@ class StreamLearner:
             none_action=config.rewards.none_action,
             reaction_cap=reaction_cap(config),
             pruning=config.pruning,
+            separate_process=config.learner.separate_process,
         )
         self.resumed_from = ckpt.sequence if ckpt else None
         self._dirty = 0

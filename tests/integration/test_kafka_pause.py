@@ -1,14 +1,18 @@
 """Pausing a partition on the real broker (event-time alignment): held back while paused, then
-every record returned once, in offset order, after it is resumed. Reproduces a kafka-python
-3.0 bug where a resumed partition stayed parked for good (`streams.kafka_io._unpark_resumed`)."""
+every record returned once, in offset order, after it is resumed; with either client library.
+Reproduces a kafka-python 3.0 bug where a resumed partition stayed parked for good
+(`streams.kafka_io._unpark_resumed`) and covers the confluent source's own hold-back."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
 
+import pytest
+
 from bandit.envelopes import partition_key
-from streams.kafka_io import MessageSource, Producer, ensure_topics
+from streams.kafka_io import Producer, ensure_topics
+from streams.sources import record_source_type
 from tests.integration.conftest import Deployment
 
 BIG, SMALL = 6000, 8000  # records of ~800 and ~60 bytes: fetches fill by bytes, as a backlog's
@@ -27,13 +31,14 @@ def _fill(dep: Deployment) -> tuple[str, str]:
     return partition_key(k.impressions_topic, 0), partition_key(k.outcomes_topic, 0)
 
 
+@pytest.mark.parametrize("library", ["kafka-python", "confluent-kafka"])
 def test_a_paused_partition_is_held_back_then_read_whole_once_resumed(
-    deployment: Callable[..., Deployment],
+    deployment: Callable[..., Deployment], library: str
 ) -> None:
-    dep = deployment()
+    dep = deployment(kafka={"client_library": library})
     big, small = _fill(dep)
     k = dep.config.kafka
-    source = MessageSource(k, [k.impressions_topic, k.outcomes_topic])
+    source = record_source_type(k)(k, [k.impressions_topic, k.outcomes_topic])
     offsets: dict[str, list[int]] = defaultdict(list)
     try:
         source.assign({})
