@@ -183,12 +183,14 @@ class RewardConfig(_Section):
     def of(self, label: OutcomeLabel, value: float | None, chosen: str | None = None) -> float:
         if chosen is not None and chosen == self.none_action:
             base = self.send_nothing
+        elif label == OutcomeLabel.HELPFUL:
+            base = self.helpful
+        elif label == OutcomeLabel.NOT_HELPFUL:
+            base = self.not_helpful
+        elif label == OutcomeLabel.IGNORED:
+            base = self.ignored
         else:
-            base = {
-                OutcomeLabel.HELPFUL: self.helpful,
-                OutcomeLabel.NOT_HELPFUL: self.not_helpful,
-                OutcomeLabel.IGNORED: self.ignored,
-            }[label]
+            raise KeyError(label)
         return base + self.value_weight * (value or 0.0)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from bandit.events import Event
@@ -22,6 +22,7 @@ class Source:
     topic: str
     partition: int
     offset: int
+    _partition_key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -30,8 +31,13 @@ class Source:
 
     @property
     def partition_key(self) -> str:
-        """ "topic/partition" of the partition it was read from."""
-        return partition_key(self.topic, self.partition)
+        """ "topic/partition" of the partition it was read from (made once: the consumer asks
+        for it several times per message)."""
+        key = self._partition_key
+        if key is None:
+            key = partition_key(self.topic, self.partition)
+            object.__setattr__(self, "_partition_key", key)
+        return key
 
 
 @dataclass(frozen=True, slots=True)

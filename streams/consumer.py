@@ -303,7 +303,10 @@ class StreamLearner:
 
     def _settle(self) -> None:
         joined, rejected = self.join.drain()
-        self._dirty += len(joined)  # windows closed by the watermark alone still need saving
+        if joined and not self._dirty:
+            # Windows closed by the watermark alone still need saving (within `every_s`);
+            # `every_events` counts messages read, as the offsets move with those.
+            self._dirty = 1
         for event in joined:
             self.learner.learn(event)
             self.stats.record_learned(event)
