@@ -15,6 +15,7 @@ impression older than it, because it could no longer tell whether it was learned
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import math
 from typing import Any
@@ -53,6 +54,11 @@ class LearnedIds:
         self._buckets: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)  # aligned
         self._recent: dict[int, int] = {}  # hash -> bucket, not merged yet
         self._oldest: int | None = None  # the lowest bucket holding an id
+        # `_hashes` as a memoryview, for `__contains__`: bisecting it holds the GIL, where numpy's
+        # searchsorted releases it, and in the consumer (kafka-python's network thread) getting
+        # it back cost ~7 µs per lookup instead of 0.4 µs.
+        self._view: memoryview = self._hashes.data
+        self._view_of: npt.NDArray[np.uint64] = self._hashes
         self._cap_tried = -(2**62)  # `keep_after` bucket of the last eviction that fell short
 
     def __len__(self) -> int:
@@ -64,8 +70,11 @@ class LearnedIds:
         h = event_hash(event_id)
         if h in self._recent:
             return True
-        i = int(self._hashes.searchsorted(np.uint64(h)))  # the method: a third of the call cost
-        return i < len(self._hashes) and int(self._hashes[i]) == h
+        if self._view_of is not self._hashes:  # replaced by a merge or a forget since
+            self._view, self._view_of = self._hashes.data, self._hashes
+        view = self._view
+        i = bisect.bisect_left(view, h)
+        return i < len(view) and view[i] == h
 
     def add(self, event_id: str, ts: float) -> None:
         """Remember `event_id`, learned from an impression stamped `ts`."""

@@ -155,6 +155,11 @@ def _open_consumer(cfg: KafkaConfig, errors: list[KafkaError]) -> Consumer:
         "enable.partition.eof": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_uncommitted",  # kafka-python's default
+        # Prefetch a few polls' worth per partition, not librdkafka's 100,000 messages / 64 MB:
+        # the consumer's memory stays flat, and a partition paused in librdkafka (which drops
+        # what it prefetched) costs little to fetch again.
+        "queued.min.messages": 10 * cfg.max_poll_records,
+        "queued.max.messages.kbytes": 32_768,
         "error_cb": errors.append,
         "logger": LIBRDKAFKA_LOG,
         **options,
@@ -316,7 +321,7 @@ class ConfluentSource:
         """Keep a record of a paused partition; past a poll's worth, pause it in librdkafka."""
         held = self._held.setdefault(key, deque())
         held.append(record)
-        if len(held) >= self.cfg.max_poll_records and key not in self._fetch_paused:
+        if len(held) >= 2 * self.cfg.max_poll_records and key not in self._fetch_paused:
             with _translated("pause", self.cfg):
                 self._consumer.pause([self._partitions[key]])
             self._fetch_paused.add(key)
