@@ -222,7 +222,7 @@ class ConfluentSource:
     on resume, a round trip each time; event-time alignment pauses and resumes the partition
     running ahead every few polls. So a pause is first kept here: records of a paused
     partition that librdkafka hands over are held back (in offset order) and returned once it
-    is resumed; only when a partition holds `max_poll_records` of them is it paused in
+    is resumed; only when a partition holds two polls' worth of them is it paused in
     librdkafka as well. Nothing is lost or repeated either way.
     """
 
