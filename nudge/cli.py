@@ -118,6 +118,7 @@ def _metrics_endpoint(args: argparse.Namespace) -> MetricsEndpoint | None:
 
 def cmd_consume(args: argparse.Namespace) -> int:
     from streams.allocator import pin_mmap_threshold
+    from streams.collector import quiet_collector
     from streams.consumer import RunOptions, StreamLearner, install_signal_handlers
     from streams.kafka_io import (
         SNAPSHOT_MESSAGE_BYTES,
@@ -147,6 +148,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         install_signal_handlers(learner)
         if endpoint is not None:
             endpoint.watch(learner)
+        quiet_collector()  # the loop allocates per message, leaks no cycles (streams.collector)
         learner.run(RunOptions(until_idle_s=args.until_idle))
     finally:
         if endpoint is not None:
