@@ -795,6 +795,9 @@ def run_profiled(config: Path, idle_s: float) -> tuple[dict[str, Any], list[Stag
             cfg, record_source_type(k)(k, [k.impressions_topic, k.outcomes_topic]), Producer(k),
             snapshot_sink=sink,
         )  # fmt: skip
+        from streams.collector import quiet_collector
+
+        quiet_collector()  # as `nudge consume`
         clock.start()
         stream.run(RunOptions(until_idle_s=idle_s))
         clock.stop()
