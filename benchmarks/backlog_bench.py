@@ -45,6 +45,7 @@ from benchmarks.consumer_bench import (
     BenchError,
     _current_checkpoint_bytes,
     _env,
+    add_deployment_arguments,
     consume_busy_seconds,
     dead_letter_surprises,
     machine,
@@ -559,14 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
         "catches up on a backlog, sampled as it runs; a table, the verdict numbers and an SVG "
         "plot. Needs the broker (`scripts/kafka start`); not part of CI.",
     )
-    p.add_argument("--events", type=int, default=500_000,
-                   help="simulated impressions (default: %(default)s; 20000 for a quick run)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=7, help="traffic seed (default: %(default)s)")
-    p.add_argument("--config", type=Path, default=ROOT / "config.yaml",
-                   help="the config the deployment starts from (default: the repository's)")  # fmt: skip
-    p.add_argument("--bootstrap", help="broker (default: the config's kafka.bootstrap_servers)")
-    p.add_argument("--idle-s", type=float, default=3.0,
-                   help="the consumer's --until-idle (default: %(default)s)")  # fmt: skip
+    add_deployment_arguments(p, events=500_000, quick=20_000)
     p.add_argument("--sample-s", type=float, default=1.0,
                    help="seconds between samples and between the consumer's progress lines "
                    "(default: %(default)s)")  # fmt: skip

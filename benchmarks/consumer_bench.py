@@ -992,6 +992,18 @@ def machine() -> dict[str, Any]:
 # ---- main -------------------------------------------------------------------------------------
 
 
+def add_deployment_arguments(p: argparse.ArgumentParser, events: int, quick: int) -> None:
+    """The options of a benchmark deployment: traffic, config, broker, the consumer's idleness."""
+    p.add_argument("--events", type=int, default=events,
+                   help=f"simulated impressions (default: %(default)s; {quick} for a quick run)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=7, help="traffic seed (default: %(default)s)")
+    p.add_argument("--config", type=Path, default=ROOT / "config.yaml",
+                   help="the config the deployment starts from (default: the repository's)")  # fmt: skip
+    p.add_argument("--bootstrap", help="broker (default: the config's kafka.bootstrap_servers)")
+    p.add_argument("--idle-s", type=float, default=3.0,
+                   help="the consumer's --until-idle (default: %(default)s)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nudge bench",
@@ -1000,14 +1012,7 @@ def build_parser() -> argparse.ArgumentParser:
         "peak RSS, checkpoint bytes, and the learner's growth with actions and features. "
         "Needs the broker (`scripts/kafka start`); not part of CI.",
     )
-    p.add_argument("--events", type=int, default=100_000,
-                   help="simulated impressions (default: %(default)s; 5000 for a quick run)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=7, help="traffic seed (default: %(default)s)")
-    p.add_argument("--config", type=Path, default=ROOT / "config.yaml",
-                   help="the config the deployment starts from (default: the repository's)")  # fmt: skip
-    p.add_argument("--bootstrap", help="broker (default: the config's kafka.bootstrap_servers)")
-    p.add_argument("--idle-s", type=float, default=3.0,
-                   help="the consumers' --until-idle (default: %(default)s)")  # fmt: skip
+    add_deployment_arguments(p, events=100_000, quick=5000)
     p.add_argument("--repeats", type=int, default=5,
                    help="runs of VW's driver per data file; the best counts (default: %(default)s)")  # fmt: skip
     p.add_argument("--growth-events", type=int, default=10_000,

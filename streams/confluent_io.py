@@ -28,11 +28,18 @@ from confluent_kafka import (
 
 from bandit.config import KafkaConfig, mask_secrets, secret_values
 from bandit.envelopes import Source, partition_key
-from bandit.errors import BrokerAuthError, BrokerError, ConfigError
+from bandit.errors import BrokerError, ConfigError
 
 # kafka-python's consumer class only as the reference of which `kafka.client` keys a consumer
 # takes (and their types): the same check as for kafka-python, not a second list to keep.
-from streams.kafka_io import KafkaConsumer, _check_sasl, client_options
+from streams.kafka_io import (
+    KafkaConsumer,
+    _check_sasl,
+    client_options,
+    login_refused,
+    mechanism_refused,
+    unreachable,
+)
 
 # librdkafka logs here; the lines of a failed start are kept back (the error raised says it).
 LIBRDKAFKA_LOG = logging.getLogger("confluent_kafka")
@@ -189,28 +196,14 @@ def _open_consumer(cfg: KafkaConfig, errors: list[KafkaError]) -> Consumer:
 
 def _start_error(cfg: KafkaConfig, errors: list[KafkaError]) -> BrokerError | ConfigError:
     """The error of a failed start, worded as `streams.kafka_io` words kafka-python's."""
-    servers = cfg.bootstrap_servers
     mechanism = cfg.client.get("sasl_mechanism")
     refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
     if any("Unsupported SASL mechanism" in text for text in refused):
-        return BrokerAuthError(
-            f"{servers} does not offer SASL {mechanism}: check kafka.client.sasl_mechanism "
-            f"(and security_protocol); {_SEE}"
-        )
+        return mechanism_refused(cfg, mechanism)
     if refused:
-        user = cfg.client.get("sasl_plain_username")
-        return BrokerAuthError(
-            f"authentication to {servers} failed for user {user!r} (SASL {mechanism}): check "
-            "kafka.client.sasl_plain_username / sasl_plain_password"
-        )
-    causes = [e.str() for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
-    cause = f" (last: {causes[-1]})" if causes else ""
-    return BrokerError(
-        _masked(
-            f"cannot reach Kafka at {servers} within {cfg.connect_timeout_s:g} s "
-            f"(kafka.connect_timeout_s){cause}",
-            cfg,
-        )
+        return login_refused(cfg, mechanism, cfg.client.get("sasl_plain_username"))
+    return unreachable(
+        cfg, [e.str() for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
     )
 
 

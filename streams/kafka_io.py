@@ -227,6 +227,34 @@ def _open(client: type[_Client], cfg: KafkaConfig, what: str, **ours: Any) -> _C
             raise _start_error(cfg, options, what, exc, seen.exceptions) from exc
 
 
+def mechanism_refused(cfg: KafkaConfig, mechanism: object) -> BrokerAuthError:
+    """The brokers do not offer the configured SASL mechanism (worded once for both clients)."""
+    return BrokerAuthError(
+        f"{cfg.bootstrap_servers} does not offer SASL {mechanism}: check "
+        f"kafka.client.sasl_mechanism (and security_protocol); {_SEE}"
+    )
+
+
+def login_refused(cfg: KafkaConfig, mechanism: object, user: object) -> BrokerAuthError:
+    """The brokers refused the configured user's login."""
+    return BrokerAuthError(
+        f"authentication to {cfg.bootstrap_servers} failed for user {user!r} (SASL "
+        f"{mechanism}): check kafka.client.sasl_plain_username / sasl_plain_password"
+    )
+
+
+def unreachable(cfg: KafkaConfig, causes: list[str]) -> BrokerError:
+    """No broker answered within `kafka.connect_timeout_s`; the last cause seen, if any."""
+    cause = f" (last: {causes[-1]})" if causes else ""
+    return BrokerError(
+        _masked(
+            f"cannot reach Kafka at {cfg.bootstrap_servers} within {cfg.connect_timeout_s:g} s "
+            f"(kafka.connect_timeout_s){cause}",
+            cfg,
+        )
+    )
+
+
 def _start_error(
     cfg: KafkaConfig,
     options: Mapping[str, Any],
@@ -235,29 +263,13 @@ def _start_error(
     seen: list[BaseException],
 ) -> ConfigError | BrokerError:
     """The error of a failed client start, from its exception and those kafka-python logged."""
-    servers = cfg.bootstrap_servers
     mechanism = options.get("sasl_mechanism")
     if any(isinstance(e, UnsupportedSaslMechanismError) for e in seen):
-        return BrokerAuthError(
-            f"{servers} does not offer SASL {mechanism}: check kafka.client.sasl_mechanism "
-            f"(and security_protocol); {_SEE}"
-        )
+        return mechanism_refused(cfg, mechanism)
     if any(isinstance(e, SaslAuthenticationFailedError) for e in seen):
-        user = options.get("sasl_plain_username")
-        return BrokerAuthError(
-            f"authentication to {servers} failed for user {user!r} (SASL {mechanism}): check "
-            "kafka.client.sasl_plain_username / sasl_plain_password"
-        )
+        return login_refused(cfg, mechanism, options.get("sasl_plain_username"))
     if isinstance(exc, KafkaTimeoutError):
-        causes = [str(e) for e in seen if isinstance(e, KafkaConnectionError)]
-        cause = f" (last: {causes[-1]})" if causes else ""
-        return BrokerError(
-            _masked(
-                f"cannot reach Kafka at {servers} within {cfg.connect_timeout_s:g} s "
-                f"(kafka.connect_timeout_s){cause}",
-                cfg,
-            )
-        )
+        return unreachable(cfg, [str(e) for e in seen if isinstance(e, KafkaConnectionError)])
     return BrokerError(_masked(f"Kafka {what} failed: {exc!r}", cfg))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit import events
@@ -31,16 +31,10 @@ from bandit.events import (
 )
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
+from tests.unit.property_settings import PROPERTY
 
 RULES = EventRules(namespaces=frozenset({"learner", "course"}))
 TIGHT = EventRules(namespaces=frozenset({"learner"}), max_actions=3, max_features=2)
-PROPERTY = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 
 
 def answer(decode: Callable[[bytes, EventRules], object], raw: bytes, rules: EventRules) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bandit.example_text import DEFAULT_MAX_CHARS, ExampleRenderer
@@ -25,15 +25,9 @@ from bandit.vw_text import (
     outcome_class,
     outcome_line,
 )
+from tests.unit.property_settings import PROPERTY
 
 LETTERS = NamespaceLetters({"learner": "l", "course": "c", "trigger": "t"}, "a")
-PROPERTY = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 
 Features = dict[str, float | str]
 
