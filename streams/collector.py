@@ -12,12 +12,17 @@ imported modules) out of the collector's sight for good.
 from __future__ import annotations
 
 import gc
+from types import ModuleType
+from typing import Any
 
 THRESHOLDS = (100_000, 50, 1000)  # generation 0 after this many allocations, then 1, then 2
 
 
-def quiet_collector(thresholds: tuple[int, int, int] = THRESHOLDS) -> None:
-    """Raise the collector's thresholds and freeze everything allocated so far."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*thresholds)
+def quiet_collector(
+    thresholds: tuple[int, int, int] = THRESHOLDS, collector: ModuleType | Any = gc
+) -> None:
+    """Raise the collector's thresholds and freeze everything allocated so far (`collector`:
+    the `gc` module, or a stand-in in tests, which must not change the test process's)."""
+    collector.collect()
+    collector.freeze()
+    collector.set_threshold(*thresholds)

@@ -1,25 +1,30 @@
-"""The consumer's collector settings (`streams.collector`)."""
+"""The consumer's collector settings (`streams.collector`), on a stand-in for `gc`: the test
+process's own collector is left alone (freezing it would change every test after this one)."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-
-import pytest
+from typing import Any
 
 from streams.collector import THRESHOLDS, quiet_collector
 
 
-@pytest.fixture
-def restored_collector() -> Iterator[None]:
-    before = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*before)
+class RecordingCollector:
+    """Notes the calls `quiet_collector` makes, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def collect(self) -> None:
+        self.calls.append(("collect", ()))
+
+    def freeze(self) -> None:
+        self.calls.append(("freeze", ()))
+
+    def set_threshold(self, *thresholds: int) -> None:
+        self.calls.append(("set_threshold", thresholds))
 
 
-@pytest.mark.usefixtures("restored_collector")
-def test_quiet_collector_raises_the_thresholds_and_freezes_what_exists() -> None:
-    quiet_collector()
-    assert gc.get_threshold() == THRESHOLDS
-    assert gc.get_freeze_count() > 0
+def test_quiet_collector_collects_freezes_what_is_left_then_raises_the_thresholds() -> None:
+    collector = RecordingCollector()
+    quiet_collector(collector=collector)
+    assert collector.calls == [("collect", ()), ("freeze", ()), ("set_threshold", THRESHOLDS)]

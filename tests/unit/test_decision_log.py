@@ -6,6 +6,7 @@ its spooled impression commit together or not at all."""
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.queues
 import sqlite3
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -246,12 +247,18 @@ def test_a_closed_log_refuses_use_and_a_reopened_one_remembers(
 
 
 def record_from_another_process(
-    directory: str, name: str, count: int, shared: list[str], start: Barrier
-) -> tuple[int, int]:
-    """A worker: record `count` ids of its own and every shared id; (recorded, refused) shared."""
+    directory: str,
+    name: str,
+    count: int,
+    shared: list[str],
+    start: Barrier,
+    results: multiprocessing.queues.Queue[tuple[int, int]],
+) -> None:
+    """A worker: record `count` ids of its own and every shared id; puts (recorded, refused)
+    of the shared ones on `results`."""
     spool = open_spool(Path(directory))
     log = DecisionLog(spool, remember_s=REMEMBER_S, deferred_expiry_s=DEFERRED_S)
-    start.wait()
+    start.wait(timeout=60)
     recorded = refused = 0
     for i in range(count):
         log.record(f"{name}-{i}", "A/quiz", float(i))
@@ -263,23 +270,37 @@ def record_from_another_process(
                 refused += 1
     log.close()
     spool.close()
-    return recorded, refused
+    results.put((recorded, refused))
 
 
 def test_two_processes_recording_at_once_lose_nothing_and_a_shared_id_is_taken_once(
     tmp_path: Path,
 ) -> None:
+    # Two processes of their own (not a pool: a pool worker that dies loses its task, and the
+    # test would wait for it for ever); a worker that fails fails the test within minutes.
     spawn = multiprocessing.get_context("spawn")
     n, shared = 300, [f"shared-{i}" for i in range(100)]
-    with spawn.Manager() as manager, spawn.Pool(2) as pool:
-        start = manager.Barrier(2)
-        results = pool.starmap(
-            record_from_another_process,
-            [(str(tmp_path), name, n, shared, start) for name in ("a", "b")],
+    start, results = spawn.Barrier(2), spawn.Queue()
+    workers = [
+        spawn.Process(
+            target=record_from_another_process,
+            args=(str(tmp_path), name, n, shared, start, results),
         )
+        for name in ("a", "b")
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        outcomes = [results.get(timeout=120) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    assert [worker.exitcode for worker in workers] == [0, 0]
 
-    assert sum(recorded for recorded, _ in results) == len(shared)
-    assert sum(refused for _, refused in results) == len(shared)
+    assert sum(recorded for recorded, _ in outcomes) == len(shared)
+    assert sum(refused for _, refused in outcomes) == len(shared)
     log = open_log(tmp_path, ManualClock(0.0))
     assert all(log.lookup(f"{name}-{i}") for name in ("a", "b") for i in range(n))
     assert rows(tmp_path) == 2 * n + len(shared)
