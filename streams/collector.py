@@ -12,14 +12,23 @@ imported modules) out of the collector's sight for good.
 from __future__ import annotations
 
 import gc
-from types import ModuleType
-from typing import Any
+from typing import Protocol
 
 THRESHOLDS = (100_000, 50, 1000)  # generation 0 after this many allocations, then 1, then 2
 
 
+class Collector(Protocol):
+    """What `quiet_collector` uses of the `gc` module."""
+
+    def collect(self) -> int: ...
+
+    def freeze(self) -> None: ...
+
+    def set_threshold(self, threshold0: int, threshold1: int, threshold2: int) -> None: ...
+
+
 def quiet_collector(
-    thresholds: tuple[int, int, int] = THRESHOLDS, collector: ModuleType | Any = gc
+    thresholds: tuple[int, int, int] = THRESHOLDS, collector: Collector = gc
 ) -> None:
     """Raise the collector's thresholds and freeze everything allocated so far (`collector`:
     the `gc` module, or a stand-in in tests, which must not change the test process's)."""

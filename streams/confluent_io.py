@@ -33,6 +33,7 @@ from bandit.errors import BrokerError, ConfigError
 # kafka-python's consumer class only as the reference of which `kafka.client` keys a consumer
 # takes (and their types): the same check as for kafka-python, not a second list to keep.
 from streams.kafka_io import (
+    _SEE,
     KafkaConsumer,
     _check_sasl,
     client_options,
@@ -81,7 +82,6 @@ LIBRDKAFKA_NAMES = {
     "allow_auto_create_topics": "allow.auto.create.topics",
 }
 _PROBE_S = 0.5  # a refused login ends the start at once, not after kafka.connect_timeout_s
-_SEE = "see the README, 'Running against an existing Kafka cluster'"
 
 
 def librdkafka_options(cfg: KafkaConfig) -> dict[str, str]:

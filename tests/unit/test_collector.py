@@ -14,14 +14,15 @@ class RecordingCollector:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
-    def collect(self) -> None:
+    def collect(self) -> int:
         self.calls.append(("collect", ()))
+        return 0
 
     def freeze(self) -> None:
         self.calls.append(("freeze", ()))
 
-    def set_threshold(self, *thresholds: int) -> None:
-        self.calls.append(("set_threshold", thresholds))
+    def set_threshold(self, threshold0: int, threshold1: int, threshold2: int) -> None:
+        self.calls.append(("set_threshold", (threshold0, threshold1, threshold2)))
 
 
 def test_quiet_collector_collects_freezes_what_is_left_then_raises_the_thresholds() -> None:
