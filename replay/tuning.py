@@ -20,7 +20,7 @@ import math
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -156,14 +156,21 @@ class Trial:
     estimate: Estimate
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+Trained = TypeVar("Trained", bound=Closable)  # a trained learner (a stand-in in tests)
+
+
 @dataclass
-class Search:
+class Search(Generic[Trained]):
     """What a search tried and what won; `learner` is the winner's, trained on the rows."""
 
     trials: list[Trial]
     best: Trial
     start: Setting
-    learner: OnlineLearner | None = field(default=None, repr=False)
+    learner: Trained | None = field(default=None, repr=False)
 
     def close(self) -> None:
         if self.learner is not None:
@@ -171,14 +178,13 @@ class Search:
             self.learner = None
 
 
-Runner = Callable[[Setting], tuple[Estimate, OnlineLearner]]
-
-
-def coordinate_search(start: Setting, space: SearchSpace, run: Runner) -> Search:
+def coordinate_search(
+    start: Setting, space: SearchSpace, run: Callable[[Setting], tuple[Estimate, Trained]]
+) -> Search[Trained]:
     """Best setting by coordinate-wise search from `start`; each setting runs once (cached).
     Ties keep the earlier best, so the config's own setting wins unless beaten."""
     seen: dict[Setting, Estimate] = {}
-    keep: OnlineLearner | None = None
+    keep: Trained | None = None
     best: Setting = start
 
     def value_of(setting: Setting) -> float:
@@ -258,7 +264,7 @@ def search_rows(
     *,
     confidence: float = 0.95,
     progress: Progress | None = None,
-) -> Search:
+) -> Search[OnlineLearner]:
     """The coordinate search over `rows` (indices into `data`, in log order)."""
     if len(rows) < 2:
         raise InvalidFeedback(f"tuning needs at least 2 logged decisions; got {len(rows)}")
@@ -276,7 +282,7 @@ def search_rows(
 class Tuning:
     """`tune`'s answer: the trials on the whole log, the winner and the config to deploy."""
 
-    search: Search
+    search: Search[OnlineLearner]
     learner: LearnerConfig
 
     @property
