@@ -226,6 +226,7 @@ class ConfluentSource:
         self._consumer = _open_consumer(cfg, self._errors)
         self._partitions: dict[str, TopicPartition] = {}
         self._starts: dict[str, int | None] = {}  # None: from the partition's beginning
+        self._bounds_at_start: dict[str, tuple[int, int]] = {}  # (first, end) at assignment
         self._paused: set[str] = set()  # what the consumer asked for
         self._fetch_paused: set[str] = set()  # paused in librdkafka too
         self._held: dict[str, deque[tuple[Source, bytes | None]]] = {}
@@ -255,6 +256,13 @@ class ConfluentSource:
                     for key, tp in partitions.items()
                 ]
             )
+            # what each partition has to read, before librdkafka's first fetch of it tells
+            self._bounds_at_start = {
+                key: self._consumer.get_watermark_offsets(
+                    tp, timeout=self.cfg.connect_timeout_s, cached=False
+                )
+                for key, tp in partitions.items()
+            }
         self._partitions = partitions
         self._paused = set()
         self._fetch_paused = set()
@@ -341,13 +349,16 @@ class ConfluentSource:
 
     def lag_by_partition(self) -> dict[str, int]:
         """Records not yet read per partition: the high watermark of the last fetch (cached by
-        librdkafka, no request) less the position; partitions not fetched yet are left out."""
+        librdkafka, no request), or for a partition not fetched yet its offsets at assignment,
+        less the position."""
         lag: dict[str, int] = {}
         with _translated("position", self.cfg):
             positions = self._consumer.position(list(self._partitions.values()))
             for tp in positions:
                 key = partition_key(tp.topic, tp.partition)
                 low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:  # not fetched yet
+                    low, high = self._bounds_at_start.get(key, (low, high))
                 position = tp.offset if tp.offset >= 0 else self._starts.get(key)
                 if position is None:
                     position = low

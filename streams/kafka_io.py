@@ -74,8 +74,11 @@ def _unpark_resumed(consumer: KafkaConsumer) -> None:
     """kafka-python 3.0 parks the records it fetched for a partition that gets paused and hands
     them back after `resume` only when no other partition's records are in line (`is None`);
     a spent batch still in line (empty, not None) kept a resumed partition parked, and never
-    fetched again, for good. Clear the spent batch so the parked ones return. (Skipped if a
-    later kafka-python moved these internals.)"""
+    fetched again, for good. Clear the spent batch so the parked ones return: at each resume,
+    and before each poll, as the batch in line at a resume may be spent only later (seen with
+    `max_poll_records: 1`: a partition resumed while another's batch still had records stayed
+    parked after that batch ran dry). (Skipped if a later kafka-python moved these
+    internals.)"""
     fetcher = getattr(consumer, "_fetcher", None)
     in_line = getattr(fetcher, "_next_partition_records", None)
     if in_line is not None and not in_line:
@@ -320,6 +323,7 @@ class MessageSource:
             max_poll_records=cfg.max_poll_records,
         )  # fmt: skip
         self._partitions: list[TopicPartition] = []
+        self._ends_at_start: dict[TopicPartition, int] = {}  # end offsets read at assignment
 
     def assign(self, start_offsets: Mapping[str, int], wait_s: float = 30.0) -> None:
         """Assign every partition of the topics; seek to the checkpoint's offsets or the start."""
@@ -343,6 +347,7 @@ class MessageSource:
                     self._consumer.seek_to_beginning(tp)
                 else:
                     self._consumer.seek(tp, offset)
+            self._ends_at_start = dict(self._consumer.end_offsets(partitions))
         self._partitions = partitions
 
     @property
@@ -352,6 +357,7 @@ class MessageSource:
 
     def poll(self, timeout_ms: int) -> list[tuple[Source, bytes | None]]:
         """The next batch of records as (source, value bytes), in partition order."""
+        _unpark_resumed(self._consumer)
         with _translated("poll"):
             batches = self._consumer.poll(
                 timeout_ms=timeout_ms, max_records=self.cfg.max_poll_records
@@ -362,10 +368,15 @@ class MessageSource:
         return out
 
     def lag_by_partition(self) -> dict[str, int]:
-        """Records not yet read per partition (from the last fetch's high watermark)."""
+        """Records not yet read per partition: from the last fetch's high watermark, or, for a
+        partition not fetched yet, the end offset it had at assignment (kafka-python learns a
+        high watermark only from a fetch: a backlog's first partitions read would otherwise
+        run ahead of the others before event-time alignment knew those had records)."""
         lag: dict[str, int] = {}
         for tp in self._partitions:
             high = self._consumer.highwater(tp)
+            if high is None:
+                high = self._ends_at_start.get(tp)
             if high is None:
                 continue
             with _translated("position"):

@@ -65,3 +65,20 @@ def test_a_paused_partition_is_held_back_then_read_whole_once_resumed(
         source.close()
     assert offsets[small] == list(range(SMALL))
     assert offsets[big] == list(range(BIG))
+
+
+@pytest.mark.parametrize("library", ["kafka-python", "confluent-kafka"])
+def test_every_partition_has_its_lag_before_its_first_fetch(
+    deployment: Callable[..., Deployment], library: str
+) -> None:
+    """Alignment needs to know which partitions have records from the first poll on: with
+    lags only from fetches, a backlog's first partition fetched read ahead alone."""
+    dep = deployment(kafka={"client_library": library})
+    big, small = _fill(dep)
+    k = dep.config.kafka
+    source = record_source_type(k)(k, [k.impressions_topic, k.outcomes_topic])
+    try:
+        source.assign({})
+        assert source.lag_by_partition() == {big: BIG, small: SMALL}
+    finally:
+        source.close()
