@@ -1,8 +1,10 @@
 """Our own events, from a JSON-lines file or records read from the Kafka topics, as `LoggedData`.
 
 Each message is decoded with the consumer's rules (`Config.event_rules`) and the decoded events
-go through the consumer's reward join (`bandit.join.join_events`), so replay evaluates exactly
-the decisions and rewards the learner learned. A message that breaks the contract is an error
+go through the consumer's reward join: a file in its order (`bandit.join.join_events`: one
+watermark, a file has no partitions), records of the topics partition by partition in the
+consumer's reading order (`replay.reading_order`: per-partition watermarks), so replay
+evaluates the decisions and rewards the learner learned. A message that breaks the contract is an error
 naming its line (or topic/partition/offset) and field, or, with ``on_error="skip"``, a count
 under its reason code. What the join rejects (duplicate impressions; late, unmatched, duplicate
 or mismatched outcomes) is ordinary stream hygiene: always counted in ``skipped``, never an error.
@@ -11,18 +13,19 @@ or mismatched outcomes) is ordinary stream hygiene: always counted in ``skipped`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from bandit.config import Config
-from bandit.envelopes import Envelope, Source
+from bandit.envelopes import Envelope, Rejected, Source
 from bandit.errors import InvalidEvent, ReplayInputError
 from bandit.events import EventRules, Reason, decode_event
-from bandit.join import join_events
+from bandit.join import JoinedEvent, join_events
 from bandit.ports import Record
 from replay.logged import LoggedData, from_joined
 from replay.progress import Progress
+from replay.reading_order import join_as_read
 
 OnError = Literal["raise", "skip"]
 PROGRESS_EVERY = 10_000
@@ -103,7 +106,8 @@ def load_events(
             envelopes.append(envelope)
     if progress is not None:
         progress("read", n, n)
-    return _joined(envelopes, config, skipped, path.name, str(path))
+    joined = join_events(envelopes, config.join, config.rewards)
+    return _logged(joined, config, skipped, path.name, str(path))
 
 
 def load_records(
@@ -114,13 +118,14 @@ def load_records(
     on_error: OnError = "raise",
     progress: Progress | None = None,
 ) -> LoggedData:
-    """Decode and join records read from the impressions and outcomes topics (any order; the
-    two topics are merged in event time, stably, then joined as the consumer joins them).
+    """Decode and join records read from the impressions and outcomes topics as the consumer
+    reads and joins them (`replay.reading_order.join_as_read`): each partition in offset
+    order, whatever order the records come in; partitions in the order they first appear.
     `where` names the input in errors (e.g. the topics)."""
     check_on_error(on_error)
     rules = config.event_rules()
     skipped: Counter[str] = Counter()
-    envelopes: list[Envelope[Any]] = []
+    partitions: dict[str, list[Envelope[Any]]] = {}
     for i, (source, raw) in enumerate(records, start=1):
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("decode", i, len(records))
@@ -134,11 +139,13 @@ def load_records(
                 raise _invalid(source.key, envelope, RECORD_HINT)
             skipped[envelope.reason] += 1
             continue
-        envelopes.append(envelope)
+        partitions.setdefault(source.partition_key, []).append(envelope)
     if progress is not None:
         progress("decode", len(records), len(records))
-    envelopes.sort(key=lambda e: e.event.ts)
-    return _joined(envelopes, config, skipped, where, where)
+    for envelopes in partitions.values():
+        envelopes.sort(key=lambda e: e.source.offset)  # stable: already sorted costs one pass
+    joined = join_as_read(partitions, config.join, config.rewards)
+    return _logged(joined, config, skipped, where, where)
 
 
 def _decoded(raw: bytes, source: Source, rules: EventRules) -> Envelope[Any] | InvalidEvent:
@@ -148,15 +155,15 @@ def _decoded(raw: bytes, source: Source, rules: EventRules) -> Envelope[Any] | I
         return exc
 
 
-def _joined(
-    envelopes: Iterable[Envelope[Any]],
+def _logged(
+    join: tuple[list[JoinedEvent], list[Rejected]],
     config: Config,
     skipped: Counter[str],
     where: str,
     source: str,
 ) -> LoggedData:
-    """The consumer's join of decoded events; its rejections are counted, never raised."""
-    joined, rejected = join_events(envelopes, config.join, config.rewards)
+    """The joined decisions as columns; the join's rejections are counted, never raised."""
+    joined, rejected = join
     skipped.update(r.reason for r in rejected)
     if not joined:
         raise ReplayInputError(
