@@ -11,31 +11,55 @@ field                    meaning
 ``_labelIndex``          the same, 0-based (VW puts the label on that action)
 ``a``, ``p``             1-based indices of every action, the chosen first, and their
                          probabilities: the logging pmf (``p`` without ``a`` is not used)
-``c``                    the context: namespaces as objects; ``_multi`` the candidate actions
+``c``                    the context (below); ``_multi`` the candidate actions
 ``EventId``              the decision's id (required)
-``Timestamp``            RFC 3339 with an offset; optional (nan without it)
+``Timestamp``            RFC 3339 with an offset, any number of fractional digits (the
+                         Decision Service writes seven); optional (nan without it)
 ``_skipLearn``           true: VW does not learn the event and neither does replay
                          (counted as ``skip_learn``)
 ``pdrop``                share of events dropped before logging: > 0 is refused, because
                          replay does not reweight dropped events
-``o``, ``Version``,      outcomes, format version, model id: written or tolerated, not needed
-``VWState``
+``o``, ``Version``,      outcomes, format version, model id, the joiner's cost before its
+``VWState``,             adjustments: written or tolerated, not needed. The reward is
+``_original_label_cost`` ``-_label_cost``, the cost VW learned (as VW's own estimators read it)
 =======================  =====================================================================
+
+The context ``c`` as VW reads it: a key whose value is an object, an array of objects (their
+features merged; a name repeated by a later object gets the prefix ``[i].``) or an array of
+numbers (features ``[0]``, ``[1]``...) is a namespace; any other value (number, text, true) is
+a feature of the root namespace, kept under the name ``" "`` (`DEFAULT_NAMESPACE`). Keys
+starting with ``_`` are not features, as in VW. Inside a namespace, nested objects flatten to
+``outer.inner``; true gives 1.0, false and null give nothing; VW's text separators in feature
+names (space, ``|``, ``:``) become ``_``.
+
+Action ids, per line: ``c._multi[j]._id``; else ``_tag`` (Personalizer and the Decision Service
+put the action id there) when every action of the line has a distinct one (VW's own examples
+repeat a placeholder tag, which names nothing); else the position, ``action-<j+1>``. Positions
+are what VW itself identifies actions by (``_label_Action``, ``a``), and stay put in a log whose
+candidate set is fixed; a hash of the action's features was rejected because features that
+vary by event (a price, a freshness score) would give one action a new id per event. Where the
+candidate set varies by event, give ``_id`` or ``_tag``: positions would mix actions.
+
+Logs this module cannot evaluate are refused on their first line with what was found:
+conditional contextual bandits (``c._slots``, ``_outcomes``), slates (``_slot_id``) and
+continuous actions (``_label_ca``); a JSON object with none of the DSJSON fields is an error
+of its line (``unknown_structure``, skippable).
 
 VW's JSON parser does not make features of keys that start with ``_`` (except its own
 ``_multi``, ``_text``, ``_tag``, ``_label*``...), so what nudgebandit adds lives there:
-``c._multi[j]._id`` is the action id (else ``action-<j+1>``) and ``c._nudge`` holds
-``trigger``, ``learner_id``, ``label``, ``policy_version`` (trigger else from the
-``trigger_field`` path of ``c``, default ``trigger.id``, else ``all``). Features are flattened
-to ``float | str``: a nested object ``ns`` inside an action gives ``ns.<name>``, except the
-action namespace our writer uses; true gives 1.0, false and null give nothing.
+``c._nudge`` holds ``trigger``, ``learner_id``, ``label``, ``policy_version`` (trigger else
+from the ``trigger_field`` path of ``c``, default ``trigger.id``, else ``all``). Features are
+flattened to ``float | str``: a nested object ``ns`` inside an action gives ``ns.<name>``,
+except the action namespace our writer uses.
 
 VW takes a JSON namespace's index from the first character of its key and hashes features with
 the whole key, and makes ``{"k": "v"}`` the feature ``kv``. So that VW reads exactly the features
 of our text format (`bandit.vw_text`), the writer keys each namespace by its configured letter
 (``c._nudge.namespaces`` maps the letters back to the names), writes a text feature as
 ``{"k=": "v"}`` (VW: ``k=v``, text made safe as the text format does) and the action id as
-``{"id=": id}``. The reader takes a key ``k=`` with a text value as the feature ``k``.
+``{"id=": id}``. The reader takes a key ``k=`` with a text value as the feature ``k``. A log
+without ``c._nudge.namespaces`` keeps its own namespace names; the VW candidates give them
+letters (`replay.vw_namespaces`).
 """
 
 from __future__ import annotations
@@ -67,6 +91,11 @@ TEXT_MARK = "="  # `{"k=": "v"}`: VW hashes key + value, so this is the feature 
 DEFAULT_TRIGGER = "all"
 DEFAULT_NAMESPACE = " "  # VW's name for features outside any namespace object
 SKIP_LEARN = "skip_learn"
+UNSUPPORTED_LOG = "unsupported_log"  # CCB, slates, continuous actions: refused on sight
+UNKNOWN_STRUCTURE = "unknown_structure"  # a JSON object with none of the DSJSON fields
+# A decision line has at least one of these; an object with none is of some other format.
+DSJSON_FIELDS = ("c", "EventId", "_label_cost", "_label_probability", "_label_Action", "_skipLearn")
+SHOWN_KEYS = 8  # keys of an unknown line named in its error
 
 
 class _LineError(Exception):
@@ -171,6 +200,7 @@ def _decision(line: bytes, trigger_field: str | None) -> _Decision | None:
         raise _LineError(
             Reason.NOT_AN_OBJECT, "json", f"expected a JSON object, got {type(doc).__name__}"
         )
+    _check_kind(doc)
     if doc.get("_skipLearn") is True:
         return None
     _check_pdrop(doc.get("pdrop"))
@@ -207,6 +237,48 @@ def _decision(line: bytes, trigger_field: str | None) -> _Decision | None:
         pmf=_pmf(doc, chosen, probability, len(ids), nudge),
     )
     return _Decision(impression, timestamp, -cost, _text(nudge.get("label"), ""))
+
+
+def _check_kind(doc: Mapping[str, Any]) -> None:
+    """Refuse lines of a log kind replay does not evaluate, saying what was found."""
+    context = doc.get("c")
+    context = context if isinstance(context, dict) else {}
+    multi = context.get("_multi")
+    found = [
+        name
+        for name, there in (("_outcomes", "_outcomes" in doc), ("c._slots", "_slots" in context))
+        if there
+    ]
+    if found:
+        slates = isinstance(multi, list) and any(
+            isinstance(a, dict) and "_slot_id" in a for a in multi
+        )
+        kind = "a slates log" if slates else "a conditional contextual bandit (CCB) log"
+        raise _LineError(
+            UNSUPPORTED_LOG,
+            found[0],
+            f"found {' and '.join(found)}: {kind}; replay evaluates one decision per line "
+            "(what VW reads with --cb_explore_adf --dsjson)",
+            skippable=False,
+        )
+    if "_label_ca" in doc:
+        raise _LineError(
+            UNSUPPORTED_LOG,
+            "_label_ca",
+            "found _label_ca: a continuous-action (CATS) log; replay evaluates discrete actions",
+            skippable=False,
+        )
+    if not any(key in doc for key in DSJSON_FIELDS):
+        keys = sorted(doc)
+        shown = ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")
+        ours = doc.get("type") in ("impression", "outcome")
+        hint = "; nudgebandit events? use --events" if ours else ""
+        raise _LineError(
+            UNKNOWN_STRUCTURE,
+            "line",
+            f"found an object with keys [{shown}], none of the DSJSON fields "
+            f"{', '.join(DSJSON_FIELDS)}{hint}",
+        )
 
 
 def _check_pdrop(pdrop: Any) -> None:
@@ -278,15 +350,12 @@ def _actions(multi: Any, names: Mapping[str, str]) -> tuple[tuple[str, ...], tup
         raise _LineError(
             Reason.EMPTY_ACTIONS, "c._multi", "must be a non-empty list of action objects"
         )
-    ids: list[str] = []
-    features: list[Features] = []
     for j, item in enumerate(multi):
         if not isinstance(item, dict):
             raise _LineError(Reason.WRONG_TYPE, f"c._multi[{j}]", "must be an object")
-        own_id = item.get("_id")
-        if own_id is not None and not isinstance(own_id, str | int):
-            raise _LineError(Reason.WRONG_TYPE, f"c._multi[{j}]._id", f"got {own_id!r}")
-        action = f"action-{j + 1}" if own_id is None else str(own_id)
+    ids: list[str] = []
+    features: list[Features] = []
+    for item, action in zip(multi, _action_ids(multi), strict=True):
         found: Features = {}
         for key, value in item.items():
             if names.get(key, key) == ACTION_NAMESPACE and isinstance(value, dict):
@@ -304,13 +373,38 @@ def _actions(multi: Any, names: Mapping[str, str]) -> tuple[tuple[str, ...], tup
     return tuple(ids), tuple(features)
 
 
+def _action_ids(multi: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The id of each action: `_id`, else `_tag` when the line's tags tell its actions apart,
+    else the position `action-<j+1>` (the rule and why: module docstring)."""
+    own = [_id_value(item, "_id", j) for j, item in enumerate(multi)]
+    tags = [_id_value(item, "_tag", j) for j, item in enumerate(multi)]
+    untagged = [t for o, t in zip(own, tags, strict=True) if o is None]
+    use_tags = None not in untagged and len(set(untagged)) == len(untagged)
+    return [
+        o if o is not None else (t if use_tags and t is not None else f"action-{j + 1}")
+        for j, (o, t) in enumerate(zip(own, tags, strict=True))
+    ]
+
+
+def _id_value(item: Mapping[str, Any], key: str, j: int) -> str | None:
+    """`item[key]` as an action id (text or an integer), None when absent."""
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        raise _LineError(
+            Reason.WRONG_TYPE, f"c._multi[{j}].{key}", f"an action id is text, got {value!r}"
+        )
+    return str(value)
+
+
 def _features(obj: Mapping[str, Any], prefix: str = "") -> Features:
     """Flat `float | str` features of a JSON object (nested names joined with ".")."""
     out: Features = {}
     for key, value in obj.items():
         if key.startswith("_"):
             continue
-        name = prefix + key
+        name = prefix + safe_text(key)
         if isinstance(value, bool):
             if value:
                 out[name] = 1.0
@@ -330,20 +424,40 @@ def _features(obj: Mapping[str, Any], prefix: str = "") -> Features:
 
 
 def _context(c: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Features]:
-    """The namespaces of `c` (objects) under our names; loose top-level features go to VW's
-    default one."""
+    """The namespaces of `c` under our names; plain top-level values are features of VW's
+    root namespace (module docstring)."""
     context: dict[str, Features] = {}
-    loose: Features = {}
+    root: Features = {}
     for key, value in c.items():
         if key.startswith("_"):
             continue
-        if isinstance(value, dict):
-            context[names.get(key, key)] = _features(value)
+        group = _namespace(value)
+        if group is None:
+            root.update(_features({key: value}))
         else:
-            loose.update(_features({key: value}))
-    if loose:
-        context[DEFAULT_NAMESPACE] = loose
+            context[names.get(key, key)] = group
+    if root:
+        context[DEFAULT_NAMESPACE] = root
     return context
+
+
+def _namespace(value: Any) -> Features | None:
+    """The features of a namespace as VW reads one: an object, an array of objects (merged; a
+    name a later object repeats gets its index as prefix, `[i].name`) or an array of numbers
+    (`[i]`); None for a value that is a feature itself."""
+    if isinstance(value, dict):
+        return _features(value)
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(item, dict) for item in value):
+        merged: Features = {}
+        for i, item in enumerate(value):
+            for name, feature in _features(item).items():
+                merged[f"[{i}].{name}" if name in merged else name] = feature
+        return merged
+    if all(_is_number(item) for item in value):
+        return {f"[{i}]": float(item) for i, item in enumerate(value)}
+    return None
 
 
 def _trigger(c: Mapping[str, Any], nudge: Mapping[str, Any], trigger_field: str | None) -> str:

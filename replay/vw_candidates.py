@@ -4,28 +4,36 @@ A published snapshot (its VW pmf, its greedy choice, or the whole mixture the de
 logs), "what if we had run this VW configuration" (progressive validation: predict each
 decision, then learn it), and the out-of-sample personalised policy (cross-fitting: trained on
 the other folds, applied to this one). All need the logged contexts (``data.impressions``).
+
+The learned ones take the config's learning settings; a log whose context namespaces the config
+does not know (another system's DSJSON) gets VW letters and shared × action interactions of
+its own (`replay.vw_namespaces`), and action ids are made safe for VW's text format. Each
+remembers the probabilities of the last log it scored: ``always-send(personalized)`` asks for
+them again, and the VW training is the expensive part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from bandit.config import Config
+from bandit.config import Config, LearnerConfig
 from bandit.decisions import Decider
 from bandit.errors import InvalidFeedback, NudgeError
 from bandit.events import Impression, OutcomeLabel
 from bandit.join import JoinedEvent
 from bandit.learning import OnlineLearner
 from bandit.snapshots import LATEST, signing_key, warm_start_state
+from bandit.vw_text import safe_text
 from replay.candidates import check_probabilities
 from replay.logged import LoggedData
 from replay.progress import Progress
+from replay.vw_namespaces import learner_for_log
 
 SnapshotMode = Literal["pmf", "greedy", "deployed"]
 LearnedMode = Literal["pmf", "greedy"]
@@ -98,7 +106,9 @@ class SnapshotPolicy:
         """A decider on the snapshot (the newest, for a store), closed afterwards."""
         path = Path(self.directory)
         store = (path / LATEST).exists()
-        decider = Decider(path, key=self.key) if store else Decider.from_snapshot(path, key=self.key)
+        decider = (
+            Decider(path, key=self.key) if store else Decider.from_snapshot(path, key=self.key)
+        )
         try:
             yield decider
         finally:
@@ -133,24 +143,59 @@ class SnapshotPolicy:
         )
 
 
-def _fresh_learner(config: Config, data: LoggedData) -> OnlineLearner:
+@dataclass
+class _Memo:
+    """The probabilities of the last log a candidate scored (the same object, not an equal one)."""
+
+    data: LoggedData | None = None
+    probs: np.ndarray | None = None
+
+    def get(self, data: LoggedData, compute: Callable[[LoggedData], np.ndarray]) -> np.ndarray:
+        """A copy of the remembered probabilities for `data`, computed on a miss."""
+        if self.data is not data or self.probs is None:
+            self.data, self.probs = None, None  # a failed compute leaves nothing stale
+            probs = compute(data)
+            self.data, self.probs = data, probs
+        return self.probs.copy()
+
+
+def learner_settings(config: Config, impressions: tuple[Impression, ...]) -> LearnerConfig:
+    """The learner section a VW candidate trains with on this log: the config's, for the policy
+    only (no outcome model, which does not change the pmf), with the log's own namespaces when
+    the config does not know them."""
+    learner = config.learner.model_copy(update={"outcome_model": False})
+    return learner_for_log(learner, impressions)
+
+
+def _fresh_learner(
+    config: Config, data: LoggedData, settings: LearnerConfig | None = None
+) -> OnlineLearner:
     """A learner as the consumer would start one (warm start included), for the policy only:
-    no outcome model and no pruning, which do not change the policy's pmf."""
-    learner_config = config.learner.model_copy(update={"outcome_model": False})
-    warm = config.learner.warm_start
+    no pruning, which does not change the policy's pmf; `settings` default to
+    `learner_settings` of the log (pass them to work them out once)."""
+    if settings is None:
+        settings = learner_settings(config, data.impressions or ())
+    warm = settings.warm_start
     key = signing_key(config.snapshots.signing_key_file) if warm is not None else None
     state = warm_start_state(warm.snapshot, warm.freeze, key=key) if warm is not None else None
-    return OnlineLearner(
-        learner_config, state=state, none_action=data.none_action or config.rewards.none_action
-    )
+    none_action = data.none_action or config.rewards.none_action
+    return OnlineLearner(settings, state=state, none_action=safe_text(none_action))
+
+
+def _vw_view(imp: Impression) -> Impression:
+    """The impression as VW's text format can carry it: action ids with its separators (space,
+    `|`, `:`) replaced, as `bandit.vw_text` does for text features; the pmf keeps the order."""
+    safe = tuple(safe_text(a) for a in imp.action_ids)
+    return imp if safe == imp.action_ids else replace(imp, action_ids=safe)
 
 
 def _joined(data: LoggedData, i: int, imp: Impression) -> JoinedEvent:
-    """Row i as the reward join would have settled it (the reward is what VW learns)."""
+    """Row i as the reward join would have settled it (the reward is what VW learns), with the
+    action ids VW can read."""
     label = str(data.labels[i])
     known = label in _LABELS
     return JoinedEvent(
-        impression=imp,
+        impression=_vw_view(imp),
         label=OutcomeLabel(label) if known else OutcomeLabel.IGNORED,
         value=None,
         reward=float(data.reward[i]),
@@ -159,7 +204,9 @@ def _joined(data: LoggedData, i: int, imp: Impression) -> JoinedEvent:
 
 
 def _predict(learner: OnlineLearner, imp: Impression) -> np.ndarray:
-    return learner.predict(imp.trigger, imp.context, imp.action_ids, imp.action_features)
+    """The learner's pmf over the impression's actions, in their order."""
+    vw = _vw_view(imp)
+    return learner.predict(vw.trigger, vw.context, vw.action_ids, vw.action_features)
 
 
 @dataclass(frozen=True)
@@ -176,6 +223,7 @@ class ProgressiveVW:
     mode: LearnedMode = "pmf"
     name: str = ""  # default: "progressive-vw:<mode>"
     progress: Progress | None = None
+    _memo: _Memo = field(default_factory=_Memo, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_mode("ProgressiveVW", self.mode, ("pmf", "greedy"))
@@ -183,6 +231,9 @@ class ProgressiveVW:
             object.__setattr__(self, "name", f"progressive-vw:{self.mode}")
 
     def probabilities(self, data: LoggedData) -> np.ndarray:
+        return self._memo.get(data, self._probabilities)
+
+    def _probabilities(self, data: LoggedData) -> np.ndarray:
         name = str(self.name)
         impressions = require_impressions(name, data)
         probs = np.zeros(data.mask.shape)
@@ -212,6 +263,7 @@ class CrossFitVW:
     mode: LearnedMode = "greedy"
     name: str = ""  # default: "crossfit-vw:<mode>"
     progress: Progress | None = None
+    _memo: _Memo = field(default_factory=_Memo, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_mode("CrossFitVW", self.mode, ("pmf", "greedy"))
@@ -221,12 +273,16 @@ class CrossFitVW:
             object.__setattr__(self, "name", f"crossfit-vw:{self.mode}")
 
     def probabilities(self, data: LoggedData) -> np.ndarray:
+        return self._memo.get(data, self._probabilities)
+
+    def _probabilities(self, data: LoggedData) -> np.ndarray:
         name = str(self.name)
         impressions = require_impressions(name, data)
+        settings = learner_settings(self.config, impressions)
         folds = data.folds(self.folds)
         probs = np.zeros(data.mask.shape)
         for f in range(self.folds):
-            learner = _fresh_learner(self.config, data)
+            learner = _fresh_learner(self.config, data, settings)
             try:
                 self._fit(learner, data, impressions, np.flatnonzero(folds != f), f)
                 rows = np.flatnonzero(folds == f)
