@@ -1,7 +1,9 @@
-"""Forest plots as inline SVG strings: intervals on a shared x axis, one row per label.
+"""Forest plots and gain bars as inline SVG strings: intervals on a shared x axis.
 
 Hand-written like `streams/charts.py` (same palette), because a few dozen intervals do not
-justify a plotting dependency. Pure functions: data in, SVG text out; every label escaped.
+justify a plotting dependency. Pure functions: data in, SVG text out; every label escaped and
+never cut: margins and the picture grow to the longest label (a page scales the picture down
+through its viewBox).
 """
 
 from __future__ import annotations
@@ -9,17 +11,44 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from html import escape
 
 # The palette of streams/charts.py, so closed-loop and replay charts read alike.
 COLOURS = ("#1f77b4", "#7f7f7f", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+ABOVE_COLOUR, BELOW_COLOUR, COVERS_COLOUR = "#2ca02c", "#d62728", "#b0b0b0"
+ABOVE, BELOW = "▲", "▼"  # interval above / below 0, as in the tables
 _FONT_PX = 12
-_CHAR_PX = 7.2  # generous glyph width of 12 px sans-serif, to size the label margin
+_TITLE_FONT_PX = 14
 _ROW_PX = 18
 _TITLE_PX = 22
 _AXIS_PX = 26
 _GAP_PX = 16
-_MAX_LABEL_CHARS = 40
+_LEGEND_ROW_PX = 18
+_MIN_PLOT_PX = 220  # the narrowest interval area worth drawing
+_BOLD = 1.13  # bold DejaVu Sans is up to this much wider
+
+
+# Advance widths of the printable ASCII characters (space to ~) in DejaVu Sans, Debian's
+# default sans-serif, in hundredths of an em rounded up (measured in Chromium); other fonts'
+# are narrower. Any other character is counted as a full em (▲ is 0.86, − 0.84).
+# fmt: off
+_ASCII_EM100 = (
+    32, 41, 46, 84, 64, 96, 78, 28, 40, 40, 50, 84, 32, 37, 32, 34,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 34, 34, 84, 84, 84, 54,
+    100, 69, 69, 70, 78, 64, 58, 78, 76, 30, 30, 66, 56, 87, 75, 79,
+    61, 79, 70, 64, 62, 74, 69, 99, 69, 62, 69, 40, 34, 40, 84, 50,
+    50, 62, 64, 55, 64, 62, 36, 64, 64, 28, 28, 58, 28, 98, 64, 62,
+    64, 64, 42, 53, 40, 64, 60, 82, 60, 60, 53, 64, 34, 64, 84,
+)
+# fmt: on
+
+
+def text_width_px(text: str, font_px: float, *, bold: bool = False) -> float:
+    """An upper estimate of ``text``'s width in ``font_px`` sans-serif (DejaVu Sans widths
+    rounded up; bold about 13% wider), so that nothing sized by it is cut."""
+    em = sum(_ASCII_EM100[ord(ch) - 32] / 100 if " " <= ch <= "~" else 1.0 for ch in text)
+    return font_px * em * (_BOLD if bold else 1.0)
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,24 @@ class RefLine:
     dashed: bool = True
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One contrast: a bar from 0 to ``value`` with the interval [low, high] as a whisker."""
+
+    label: str
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class BarGroup:
+    """Bars under a heading (e.g. the gains, then each message's effect)."""
+
+    title: str
+    bars: tuple[Bar, ...]
+
+
 def series_colours(series: Sequence[str]) -> dict[str, str]:
     """A colour per series name, in order, cycling through the palette."""
     return {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(series)}
@@ -87,6 +134,10 @@ def x_range(panels: Sequence[Panel], refs: Sequence[RefLine]) -> tuple[float, fl
         for v in (p.value, p.low, p.high)
         if math.isfinite(v)
     ] + [r.x for r in refs if math.isfinite(r.x)]
+    return _padded(values)
+
+
+def _padded(values: Sequence[float]) -> tuple[float, float]:
     if not values:
         return -1.0, 1.0
     low, high = min(values), max(values)
@@ -105,9 +156,16 @@ class _Frame:
     width: float
     height: float
     label_px: float
-    label_chars: int
     row_px: float
     span: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class _LegendItem:
+    """A legend entry: its marker (SVG drawn at x, y) and its label."""
+
+    label: str
+    marker: Callable[[float, float], str]
 
 
 def forest_svg(
@@ -123,6 +181,7 @@ def forest_svg(
 
     Every panel has the same x scale so intervals can be compared across panels; points that
     are not finite are left out (a marker without whiskers if only the interval is missing).
+    The picture is wider than ``width`` when its labels need it.
     """
     columns = max(1, min(columns, len(panels) or 1))
     colours = series_colours(series)
@@ -130,25 +189,17 @@ def forest_svg(
     rows = [row for panel in panels for row in panel.rows]
     most_points = max((len(row.points) for row in rows), default=1)
     row_px = max(_ROW_PX, 7.0 * most_points + 6)
-    panel_w = (width - _GAP_PX * (columns - 1)) / columns
-    label_chars = min(
-        _MAX_LABEL_CHARS,
-        int(0.4 * panel_w / _CHAR_PX),
-        max((len(row.label) for row in rows), default=4),
-    )
-    top = _TITLE_PX + _ROW_PX + 10
+    label_px = max((text_width_px(row.label, _FONT_PX) for row in rows), default=0.0) + 14
+    titles_px = max((text_width_px(p.title, _FONT_PX, bold=True) for p in panels), default=0.0)
+    panel_w = max((width - _GAP_PX * (columns - 1)) / columns, label_px + _MIN_PLOT_PX, titles_px)
+    total_w = math.ceil(max(panel_w * columns + _GAP_PX * (columns - 1), _title_px(title)))
+    panel_w = (total_w - _GAP_PX * (columns - 1)) / columns
+    legend, legend_h = _legend(_forest_legend(colours, refs), y=_TITLE_PX + 10, width=total_w)
+    top = _TITLE_PX + legend_h + 10
     grid = [panels[i : i + columns] for i in range(0, len(panels), columns)]
     heights = [_TITLE_PX + row_px * max(len(p.rows) for p in line) + _AXIS_PX for line in grid]
     total_h = top + sum(heights) + _GAP_PX * len(grid)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_h:.0f}" '
-        f'viewBox="0 0 {width} {total_h:.0f}" font-family="sans-serif" font-size="{_FONT_PX}" '
-        f'role="img" aria-label="{escape(title)}">',
-        f'<rect width="{width}" height="{total_h:.0f}" fill="white"/>',
-        f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="14">'
-        f"{escape(title)}</text>",
-        _legend(colours, refs, y=_TITLE_PX + 10, width=width),
-    ]
+    parts = [_open_svg(title, total_w, total_h), legend]
     y = float(top)
     for line, height in zip(grid, heights, strict=True):
         for c, panel in enumerate(line):
@@ -157,8 +208,7 @@ def forest_svg(
                 y0=y,
                 width=panel_w,
                 height=height,
-                label_px=label_chars * _CHAR_PX + 14,
-                label_chars=label_chars,
+                label_px=label_px,
                 row_px=row_px,
                 span=span,
             )
@@ -168,25 +218,58 @@ def forest_svg(
     return "\n".join(parts)
 
 
-def _legend(colours: dict[str, str], refs: Sequence[RefLine], *, y: float, width: int) -> str:
-    """Series markers then reference-line styles, left to right on one line."""
-    items = []
-    x = 10.0
-    for name, colour in colours.items():
-        items.append(f'<circle cx="{x + 5:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
-        items.append(f'<text x="{x + 13:.1f}" y="{y + 4:.1f}">{escape(name)}</text>')
-        x += 13 + len(name) * _CHAR_PX + 16
+def _title_px(title: str) -> float:
+    return text_width_px(title, _TITLE_FONT_PX) + 20
+
+
+def _open_svg(title: str, width: float, height: float) -> str:
+    """The root element (sized, with a viewBox so a page can scale it), background and title."""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif" '
+        f'font-size="{_FONT_PX}" role="img" aria-label="{escape(title)}">\n'
+        f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>\n'
+        f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" '
+        f'font-size="{_TITLE_FONT_PX}">{escape(title)}</text>'
+    )
+
+
+def _forest_legend(colours: dict[str, str], refs: Sequence[RefLine]) -> list[_LegendItem]:
+    """A dot per series, then a line per reference line."""
+    items = [_LegendItem(name, partial(_dot, colour=colour)) for name, colour in colours.items()]
     for ref in refs:
-        if x > width - 80:
-            break
         dash = ' stroke-dasharray="4 3"' if ref.dashed else ""
-        items.append(
-            f'<line x1="{x:.1f}" y1="{y - 6:.1f}" x2="{x:.1f}" y2="{y + 6:.1f}" '
-            f'stroke="{ref.colour}"{dash}/>'
-        )
-        items.append(f'<text x="{x + 6:.1f}" y="{y + 4:.1f}">{escape(ref.label)}</text>')
-        x += 6 + len(ref.label) * _CHAR_PX + 16
-    return "\n".join(items)
+
+        def mark(x: float, y: float, ref: RefLine = ref, dash: str = dash) -> str:
+            return (
+                f'<line x1="{x + 5:.1f}" y1="{y - 6:.1f}" x2="{x + 5:.1f}" y2="{y + 6:.1f}" '
+                f'stroke="{ref.colour}"{dash}/>'
+            )
+
+        items.append(_LegendItem(ref.label, mark))
+    return items
+
+
+def _dot(x: float, y: float, colour: str) -> str:
+    return f'<circle cx="{x + 5:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>'
+
+
+def _swatch(x: float, y: float, colour: str) -> str:
+    return f'<rect x="{x:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="{colour}"/>'
+
+
+def _legend(items: Sequence[_LegendItem], *, y: float, width: float) -> tuple[str, float]:
+    """The items left to right, wrapping onto further lines; the SVG and its height."""
+    parts = []
+    x, line_y, lines = 10.0, y, 1
+    for item in items:
+        item_w = 16 + text_width_px(item.label, _FONT_PX)
+        if x > 10.0 and x + item_w > width - 10:
+            x, line_y, lines = 10.0, line_y + _LEGEND_ROW_PX, lines + 1
+        parts.append(item.marker(x, line_y))
+        parts.append(f'<text x="{x + 16:.1f}" y="{line_y + 4:.1f}">{escape(item.label)}</text>')
+        x += item_w + 16
+    return "\n".join(parts), _LEGEND_ROW_PX * lines if items else 0.0
 
 
 def _panel(panel: Panel, colours: dict[str, str], refs: Sequence[RefLine], frame: _Frame) -> str:
@@ -199,23 +282,14 @@ def _panel(panel: Panel, colours: dict[str, str], refs: Sequence[RefLine], frame
     def x_of(v: float) -> float:
         return left + (right - left) * (v - lo) / (hi - lo)
 
-    title = _clip(panel.title, int(frame.width / _CHAR_PX) - 2)
     parts = [
+        '<g class="panel">',
+        f'<rect class="frame" x="{frame.x0:.1f}" y="{frame.y0:.1f}" width="{frame.width:.1f}" '
+        f'height="{frame.height:.1f}" fill="none"/>',
         f'<text x="{frame.x0 + 4:.1f}" y="{frame.y0 + 15:.1f}" font-weight="bold">'
-        f"{escape(title)}</text>",
-        f'<line x1="{left:.1f}" y1="{plot_bottom:.1f}" x2="{right:.1f}" y2="{plot_bottom:.1f}" '
-        'stroke="black"/>',
+        f"{escape(panel.title)}</text>",
+        _axis(left, right, plot_top, plot_bottom, x_of, frame.span),
     ]
-    for tick in nice_ticks(lo, hi):
-        tx = x_of(tick)
-        parts.append(
-            f'<line x1="{tx:.1f}" y1="{plot_top:.1f}" x2="{tx:.1f}" y2="{plot_bottom:.1f}" '
-            'stroke="#eee"/>'
-        )
-        parts.append(
-            f'<text x="{tx:.1f}" y="{plot_bottom + 14:.1f}" text-anchor="middle" '
-            f'font-size="10">{tick:.3g}</text>'
-        )
     for ref in refs:
         if math.isfinite(ref.x):
             dash = ' stroke-dasharray="4 3"' if ref.dashed else ""
@@ -227,7 +301,7 @@ def _panel(panel: Panel, colours: dict[str, str], refs: Sequence[RefLine], frame
         band_top = plot_top + r * frame.row_px
         parts.append(
             f'<text x="{left - 6:.1f}" y="{band_top + frame.row_px / 2 + 4:.1f}" '
-            f'text-anchor="end">{escape(_clip(row.label, frame.label_chars))}</text>'
+            f'text-anchor="end">{escape(row.label)}</text>'
         )
         shown = [p for p in row.points if math.isfinite(p.value)]
         for j, point in enumerate(shown):
@@ -235,6 +309,31 @@ def _panel(panel: Panel, colours: dict[str, str], refs: Sequence[RefLine], frame
             cy = band_top + frame.row_px * (j + 1) / (len(shown) + 1)
             colour = colours.get(point.series, COLOURS[0])
             parts.append(_interval(point, colour, cy, x_of))
+    parts.append("</g>")
+    return "\n".join(parts)
+
+
+def _axis(
+    left: float,
+    right: float,
+    top: float,
+    bottom: float,
+    x_of: Callable[[float], float],
+    span: tuple[float, float],
+) -> str:
+    """The x axis at ``bottom`` with gridlines and tick labels over [left, right]."""
+    parts = [
+        f'<line x1="{left:.1f}" y1="{bottom:.1f}" x2="{right:.1f}" y2="{bottom:.1f}" stroke="black"/>'
+    ]
+    for tick in nice_ticks(*span):
+        tx = x_of(tick)
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{top:.1f}" x2="{tx:.1f}" y2="{bottom:.1f}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<text x="{tx:.1f}" y="{bottom + 14:.1f}" text-anchor="middle" '
+            f'font-size="10">{tick:.3g}</text>'
+        )
     return "\n".join(parts)
 
 
@@ -255,6 +354,97 @@ def _interval(point: Point, colour: str, cy: float, x_of: Callable[[float], floa
     return "".join(parts)
 
 
-def _clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis, so labels stay inside the plot."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+# ---- gain bars ---------------------------------------------------------------------------------
+
+
+def sign_mark(low: float, high: float) -> str:
+    """▲ when the interval lies above 0, ▼ when below, empty when it covers 0 (or is nan)."""
+    if low > 0:
+        return ABOVE
+    if high < 0:
+        return BELOW
+    return ""
+
+
+def bar_text(bar: Bar) -> str:
+    """The value, interval and significance mark written beside a bar."""
+    mark = sign_mark(bar.low, bar.high)
+    return f"{bar.value:+.4f} [{bar.low:+.4f}, {bar.high:+.4f}]" + (f" {mark}" if mark else "")
+
+
+def bars_svg(groups: Sequence[BarGroup], *, title: str, width: int = 760) -> str:
+    """Horizontal bars from 0 to each value with the interval as a whisker: green where the
+    interval lies above 0, red below, grey where it covers 0; the numbers written beside."""
+    bars = [bar for group in groups for bar in group.bars]
+    finite = [v for b in bars for v in (b.value, b.low, b.high) if math.isfinite(v)]
+    span = _padded([0.0, *finite])
+    label_px = 14 + max(
+        (text_width_px(b.label, _FONT_PX) for b in bars),
+        default=0.0,
+    )
+    heads_px = max((text_width_px(g.title, _FONT_PX, bold=True) for g in groups), default=0.0)
+    label_px = max(label_px, heads_px - _MIN_PLOT_PX / 2)
+    value_px = 16 + max((text_width_px(bar_text(b), _FONT_PX) for b in bars), default=0.0)
+    total_w = math.ceil(max(width, label_px + _MIN_PLOT_PX + value_px, _title_px(title)))
+    items = [
+        _LegendItem("interval above 0", partial(_swatch, colour=ABOVE_COLOUR)),
+        _LegendItem("interval below 0", partial(_swatch, colour=BELOW_COLOUR)),
+        _LegendItem("interval covers 0", partial(_swatch, colour=COVERS_COLOUR)),
+        _LegendItem("interval", lambda x, y: _whisker(x, x + 10, y, "#333")),
+    ]
+    legend, legend_h = _legend(items, y=_TITLE_PX + 10, width=total_w)
+    top = _TITLE_PX + legend_h + 10
+    rows = sum(1 + len(g.bars) for g in groups)
+    plot_bottom = top + rows * _ROW_PX + 6
+    total_h = plot_bottom + _AXIS_PX
+    left, right = label_px, total_w - value_px
+    lo, hi = span
+
+    def x_of(v: float) -> float:
+        return left + (right - left) * (min(max(v, lo), hi) - lo) / (hi - lo)
+
+    parts = [
+        _open_svg(title, total_w, total_h),
+        legend,
+        _axis(left, right, top, plot_bottom, x_of, span),
+        f'<line x1="{x_of(0.0):.1f}" y1="{top:.1f}" x2="{x_of(0.0):.1f}" '
+        f'y2="{plot_bottom:.1f}" stroke="#444"/>',
+    ]
+    y = float(top)
+    for group in groups:
+        parts.append(
+            f'<text x="4" y="{y + 13:.1f}" font-weight="bold">{escape(group.title)}</text>'
+        )
+        y += _ROW_PX
+        for bar in group.bars:
+            parts.append(_bar(bar, y, x_of, left, right))
+            y += _ROW_PX
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _bar(bar: Bar, y: float, x_of: Callable[[float], float], left: float, right: float) -> str:
+    """One bar row: label, bar, whisker and the numbers at the right."""
+    mark = sign_mark(bar.low, bar.high)
+    colour = {ABOVE: ABOVE_COLOUR, BELOW: BELOW_COLOUR}.get(mark, COVERS_COLOUR)
+    parts = [
+        f'<text x="{left - 6:.1f}" y="{y + 13:.1f}" text-anchor="end">{escape(bar.label)}</text>',
+        f'<text x="{right + 10:.1f}" y="{y + 13:.1f}">{escape(bar_text(bar))}</text>',
+    ]
+    if math.isfinite(bar.value):
+        x0, x1 = sorted((x_of(0.0), x_of(bar.value)))
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{y + 4:.1f}" width="{max(x1 - x0, 1.0):.1f}" height="10" '
+            f'fill="{colour}"><title>{escape(f"{bar.label}: {bar_text(bar)}")}</title></rect>'
+        )
+    if math.isfinite(bar.low) and math.isfinite(bar.high):
+        parts.append(_whisker(x_of(bar.low), x_of(bar.high), y + 9, "#333"))
+    return "\n".join(parts)
+
+
+def _whisker(x0: float, x1: float, y: float, colour: str) -> str:
+    """A horizontal interval line with short end caps."""
+    return (
+        f'<path d="M{x0:.1f},{y - 4:.1f}V{y + 4:.1f}M{x0:.1f},{y:.1f}H{x1:.1f}'
+        f'M{x1:.1f},{y - 4:.1f}V{y + 4:.1f}" stroke="{colour}" stroke-width="1.3" fill="none"/>'
+    )

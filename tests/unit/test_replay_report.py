@@ -1,4 +1,4 @@
-"""The replay report: console table, HTML with inline SVG forest plots, and JSON."""
+"""The replay report: console text, HTML with inline SVG plots, and JSON."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from replay.report import MINUS, console_table, html_report, write_html, write_json
-from replay.report_svg import ForestRow, Panel, Point, forest_svg, nice_ticks
+from replay.report import console_table, html_report, write_html, write_json
+from replay.report_svg import ABOVE, BELOW, ForestRow, Panel, Point, forest_svg, nice_ticks
 from replay.results import ALL_TRIGGERS, Contrast, EstimateRow, PolicyDiagnostics, ReplayResult
 
 ESTIMATORS = ("DR", "IPS", "SNIPS", "DM", "DRos")
@@ -91,21 +91,32 @@ def _line_of(text: str, start: str) -> str:
 # ---- console ---------------------------------------------------------------------------------
 
 
-def test_console_table_shows_every_policy_estimator_and_interval() -> None:
+def _section(text: str, title: str) -> str:
+    """The console text from the line starting with ``title`` to the next blank line."""
+    start = text.index(f"\n{title}") + 1
+    end = text.find("\n\n", start)
+    return text[start : end if end >= 0 else None]
+
+
+def test_console_shows_every_policy_by_every_estimator_and_the_recommended_intervals() -> None:
     text = console_table(_result())
     for name in (*POLICIES, *ESTIMATORS):
         assert name in text
+    overview = _section(text, "Policy values by DR")
+    appendix = _section(text, "Policy values by every estimator")
     for pi in range(len(POLICIES)):
+        v = _value(pi, 0, 0)
+        assert f"{v:.4f} [{v - 0.02:.4f}, {v + 0.02:.4f}]" in overview
         for ei in range(len(ESTIMATORS)):
-            v = _value(pi, ei, 0)
-            assert f"{v:.4f} [{v - 0.02:.4f}, {v + 0.02:.4f}]" in text
+            assert f"{_value(pi, ei, 0):.4f}" in _line_of(appendix, POLICIES[pi])
 
 
-def test_console_header_gives_source_events_skips_by_reason_and_confidence() -> None:
-    head = console_table(_result()).split("\n\n")[0]
-    assert "events.jsonl" in head
-    assert "3,000 used; 15 skipped (no_reward 12, bad_pmf 3)" in head
-    assert "95% normal" in head
+def test_console_data_section_gives_source_events_skips_by_reason_and_confidence() -> None:
+    text = console_table(_result())
+    assert text.startswith("Replay of events.jsonl")
+    data = _section(text, "Data")
+    assert "3,000 used; 15 skipped (no_reward 12, bad_pmf 3)" in data
+    assert "95% normal" in data
 
 
 def test_console_lines_fit_in_100_columns() -> None:
@@ -114,50 +125,52 @@ def test_console_lines_fit_in_100_columns() -> None:
 
 
 def test_console_marks_the_best_policy_per_estimator_only() -> None:
-    text = console_table(_result())
+    appendix = _section(console_table(_result()), "Policy values by every estimator")
     best = _value(3, 0, 0)
-    assert f"{best:.4f} [{best - 0.02:.4f}, {best + 0.02:.4f}] *" in _line_of(text, EVIL)
-    assert "*" not in _line_of(text, "logging")
+    assert f"{best:.4f} ★" in _line_of(appendix, EVIL)
+    assert "★" not in _line_of(appendix, "logging")
 
 
-def test_console_shows_trigger_rows_only_for_the_first_listed_estimator() -> None:
+def test_console_shows_trigger_rows_only_for_the_recommended_estimator() -> None:
     text = console_table(_result())
-    assert "Policy values by trigger (DR" in text
-    assert "by trigger (IPS" not in text
-    v = _value(1, 0, 2)
-    assert f"{v:.4f} [{v - 0.02:.4f}, {v + 0.02:.4f}]" in _line_of(text, TRIGGERS[1])
+    assert "By trigger (DR)" in text
+    assert "by trigger (IPS" not in text.lower()
+    by_trigger = _section(text, "By trigger (DR)")
+    best = _value(3, 0, 2)
+    assert _line_of(by_trigger, TRIGGERS[1]).split()[:2] == [TRIGGERS[1], EVIL.split()[0]]
+    assert f"{best:.4f}" in _line_of(by_trigger, TRIGGERS[1])
 
 
 def test_console_prints_warnings_below_the_diagnostics() -> None:
     text = console_table(_result())
     diagnostics = text.index("Overlap diagnostics")
     warning = text.index(f"! personalized: {WARNING}")
-    assert diagnostics < warning < text.index("Gains")
+    assert diagnostics < warning < text.index("Glossary")
     assert "150.00" in _line_of(text[diagnostics:], "personalized")
 
 
 def test_console_marks_effects_whose_interval_excludes_zero() -> None:
     text = console_table(_result())
-    effects = text[text.index("Effects vs no message") :]
-    assert "+0.0417 [+0.0217, +0.0617] +" in _line_of(effects, "hint")
-    assert f"-0.0523 [-0.0823, -0.0223] {MINUS}" in _line_of(effects, "peer_norm")
-    quiet = _line_of(effects, "quiet_hours")
+    chart = _section(text, "Gains and effects by DR")
+    assert "+0.0417 [+0.0217, +0.0617] ▲" in _line_of(chart, "    hint")
+    assert f"-0.0523 [-0.0823, -0.0223] {BELOW}" in _line_of(chart, "    peer_norm")
+    quiet = _line_of(chart, "    quiet_hours")
     assert "+0.0031 [-0.0069, +0.0131]" in quiet
-    assert "+" not in quiet.replace("+0.0", "") and MINUS not in quiet
+    assert ABOVE not in quiet and BELOW not in quiet
 
 
 def test_console_shows_effects_per_trigger_compactly() -> None:
     text = console_table(_result())
-    by_trigger = text[text.index("Effects vs no message by trigger (DR)") :]
+    by_trigger = _section(text, "Effect of each message vs sending nothing, by trigger (DR)")
     row = _line_of(by_trigger, TRIGGERS[0])
-    assert row.split() == [TRIGGERS[0], "+0.0417", "+", "-0.0523", MINUS, "+0.0031"]
+    assert row.split() == [TRIGGERS[0], "+0.0417", ABOVE, "-0.0523", BELOW, "+0.0031"]
 
 
 def test_console_leaves_out_contrast_and_trigger_tables_without_rows() -> None:
     text = console_table(_result(contrasts=False, by_trigger=False))
-    for title in ("Gains", "Effects vs no message", "Policy values by trigger"):
+    for title in ("Gains", "Effect of each message", "By trigger"):
         assert title not in text
-    assert "Policy values (value [low, high]" in text
+    assert "Policy values by DR (reward per decision" in text
 
 
 # ---- HTML ------------------------------------------------------------------------------------
@@ -206,15 +219,18 @@ def test_html_tags_balance_under_html_parser(tmp_path: Path) -> None:
 def test_html_has_one_svg_per_plot(tmp_path: Path) -> None:
     root = _parse(_html(tmp_path))
     labels = [svg.get("aria-label", "") for svg in root.iter(SVG)]
-    assert len(labels) == 3
-    assert labels[0].startswith("Policy values with 95%")
-    assert labels[1].startswith("Policy values by trigger (DR")
-    assert labels[2].startswith("Effect of each message vs no message")
+    assert len(labels) == 5
+    assert labels[0].startswith("Gains and effects by DR")
+    assert labels[1].startswith("Policy values by DR (95%")
+    assert labels[2].startswith("Policy values by every estimator (95%")
+    assert labels[3].startswith("Policy values by trigger (DR")
+    assert labels[4].startswith("Effect of each message vs no message")
 
 
-def test_html_without_triggers_or_contrasts_draws_only_the_policy_plot(tmp_path: Path) -> None:
+def test_html_without_triggers_or_contrasts_draws_only_the_policy_plots(tmp_path: Path) -> None:
     text = _html(tmp_path, _result(contrasts=False, by_trigger=False))
-    assert text.count("<svg") == 1
+    assert text.count("<svg") == 2
+    assert "Gains and effects" not in text
 
 
 def test_html_escapes_every_name(tmp_path: Path) -> None:
@@ -239,8 +255,8 @@ def test_html_highlights_warnings(tmp_path: Path) -> None:
 
 def test_html_marks_effects_excluding_zero_with_classes(tmp_path: Path) -> None:
     text = _html(tmp_path)
-    assert '<td class="pos">+0.0417 [+0.0217, +0.0617]+</td>' in text
-    assert f'<td class="neg">-0.0523 [-0.0823, -0.0223]{MINUS}</td>' in text
+    assert f'<td class="pos">+0.0417 [+0.0217, +0.0617] {ABOVE}</td>' in text
+    assert f'<td class="neg">-0.0523 [-0.0823, -0.0223] {BELOW}</td>' in text
     assert "<td>+0.0031 [-0.0069, +0.0131]</td>" in text
 
 
