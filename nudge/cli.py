@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,8 @@ def _snapshot_key(cfg: Config) -> bytes | None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from bandit.simulation.traffic import simulate_traffic
+    from bandit.simulation.publish import publish, written_jsonl
+    from bandit.simulation.traffic import SimMessage, SimulationRun, stream_traffic
     from bandit.simulation.world import World
 
     if args.no_kafka and not args.out:
@@ -74,26 +76,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = _config(args)
     started = time.monotonic()
     world = World(args.seed, cfg.simulator.learners, cfg.simulator.courses)
-    run = simulate_traffic(
-        world, cfg.simulator, cfg.join, args.events, args.seed, args.invalid_fraction
+    # Streamed: messages go out as they are made, so memory does not grow with --events.
+    run = SimulationRun(messages=[], keep_ids=False)
+    messages: Iterable[SimMessage] = stream_traffic(
+        world, cfg.simulator, cfg.join, args.events, args.seed, args.invalid_fraction, tally=run
     )
-    summary = run.summary()
     if args.out:
-        from bandit.simulation.publish import write_jsonl
-
-        write_jsonl(run, Path(args.out))
-        summary["out"] = str(args.out)
-    if not args.no_kafka:
-        from bandit.simulation.publish import publish
+        messages = written_jsonl(messages, Path(args.out))
+    if args.no_kafka:
+        for _ in messages:
+            pass
+    else:
         from streams.kafka_io import Producer, ensure_topics
 
         k = cfg.kafka
         ensure_topics(k, [k.impressions_topic, k.outcomes_topic, k.dead_letter_topic], k.topic_partitions)
         producer = Producer(k)
         try:
-            publish(run, producer, k.impressions_topic, k.outcomes_topic)
+            publish(messages, producer, k.impressions_topic, k.outcomes_topic)
         finally:
             producer.close()
+    summary = run.summary()
+    if args.out:
+        summary["out"] = str(args.out)
+    if not args.no_kafka:
         summary["topics"] = [cfg.kafka.impressions_topic, cfg.kafka.outcomes_topic]
     summary["seed"] = args.seed
     summary["seconds"] = round(time.monotonic() - started, 2)

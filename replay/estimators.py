@@ -19,6 +19,11 @@ Arrays (n events, K actions; ragged action sets padded and flagged by ``mask``):
   ``q_hat(cell, a) = mean logged reward of a in the cell`` themselves, and refit it inside
   every bootstrap resample, so the interval carries the model's estimation error.
 
+Streaming (`replay.streaming_eval`) evaluates the same estimators over chunks of a log too big
+for memory: `CoMoments`, `MeanVar` and `WeightSums` are sufficient statistics of per-event
+terms that merge associatively across chunks, and `ratio_estimate` / `ratio_difference` give
+the same analytic intervals from them as `estimate` / `estimate_difference` from the arrays.
+
 References are given on each estimator.
 """
 
@@ -129,6 +134,28 @@ class LoggedFeedback:
                 value.setflags(write=False)
             object.__setattr__(self, name, value)
 
+    @classmethod
+    def trusted(
+        cls,
+        reward: np.ndarray,
+        pscore: np.ndarray,
+        chosen: np.ndarray,
+        target: np.ndarray,
+        mask: np.ndarray,
+        cells: np.ndarray,
+    ) -> LoggedFeedback:
+        """Feedback from arrays already validated (a chunk of a checked log, a target that
+        `replay.candidates.check_probabilities` passed: zero where masked): no checks, no
+        copies. What streaming builds once per slice and chunk, where the checks would cost
+        as much as the estimates."""
+        feedback = object.__new__(cls)
+        for name, value in (
+            ("reward", reward), ("pscore", pscore), ("chosen", chosen), ("target", target),
+            ("q_hat", None), ("mask", mask), ("cells", cells),
+        ):  # fmt: skip
+            object.__setattr__(feedback, name, value)
+        return feedback
+
     @property
     def n(self) -> int:
         """Number of logged events."""
@@ -191,6 +218,18 @@ class Estimate:
 
 
 @dataclass(frozen=True)
+class Linear:
+    """An estimator's per-event terms as linear functions of the reward model's table q:
+    ``num_i = plain_i + sum_a pi(a|x_i) q(c_i, a) - correction_i q(c_i, a_i)`` (the q part only
+    for DM, DR and DRos; DM has no correction), plus the model-error term, which sums to 0 when
+    q is fitted on the same weighted events. What `replay.poisson_bootstrap` refits per resample."""
+
+    plain: np.ndarray  # (n,)
+    den: np.ndarray  # (n,) ones unless self-normalised
+    correction: np.ndarray | None = None  # (n,)
+
+
+@dataclass(frozen=True)
 class _Terms:
     """Per-event numerator (n,) and, for self-normalised estimators, denominator (n,) terms."""
 
@@ -205,6 +244,20 @@ class _Estimator:
     uses_reward_model: ClassVar[bool] = False
 
     def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
+        raise NotImplementedError
+
+    def event_terms(
+        self, feedback: LoggedFeedback, fit: TabularFit | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-event numerator and denominator (ones unless self-normalised), (n,) each, with
+        ``fit`` as the reward model of DM / DR / DRos (their ``q_hat`` otherwise): the terms
+        whose `CoMoments` `ratio_estimate` turns into the estimate, one chunk at a time."""
+        terms = self._terms(feedback, fit if self.uses_reward_model else None)
+        den = np.ones(feedback.n) if terms.den is None else terms.den
+        return terms.num, den
+
+    def linear_terms(self, feedback: LoggedFeedback) -> Linear:
+        """The terms as `Linear` in the reward model (see there)."""
         raise NotImplementedError
 
     def _per_sample(self, feedback: LoggedFeedback) -> _Terms:
@@ -326,23 +379,173 @@ def _check_paired(first: LoggedFeedback, second: LoggedFeedback) -> None:
         )
 
 
-def _normal_estimate(
-    name: str, value: float, influence: np.ndarray, confidence: float
-) -> Estimate:
-    z = _z(confidence)
+def _normal_estimate(name: str, value: float, influence: np.ndarray, confidence: float) -> Estimate:
     n = influence.shape[0]
     se = float(influence.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return _normal_interval(name, value, se, confidence)
+
+
+def _normal_interval(name: str, value: float, se: float, confidence: float) -> Estimate:
+    z = _z(confidence)
     return Estimate(name, value, se, value - z * se, value + z * se, confidence, "normal")
 
 
+# ---- mergeable sufficient statistics (streaming over chunks) ---------------------------------
+
+
+@dataclass(frozen=True)
+class CoMoments:
+    """Count, column means and centred co-moment matrix ``sum_i (z_i - mean)(z_i - mean)^T``
+    of per-event columns z (n, m); `merge` is Chan, Golub & LeVeque's (1979) pairwise update,
+    associative and numerically stable, so chunks can be summarised apart and combined."""
+
+    n: int
+    mean: np.ndarray  # (m,)
+    comoment: np.ndarray  # (m, m)
+
+    @classmethod
+    def of(cls, columns: np.ndarray) -> CoMoments:
+        """The statistics of the rows of ``columns`` (n, m)."""
+        z = np.asarray(columns, dtype=np.float64)
+        if z.shape[0] == 0:
+            return cls.empty(z.shape[1])
+        mean = z.mean(axis=0)
+        centred = z - mean
+        return cls(int(z.shape[0]), mean, centred.T @ centred)
+
+    @classmethod
+    def empty(cls, m: int) -> CoMoments:
+        return cls(0, np.zeros(m), np.zeros((m, m)))
+
+    def merge(self, other: CoMoments) -> CoMoments:
+        """The statistics of both sets of events together."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        comoment = self.comoment + other.comoment + np.outer(delta, delta) * (self.n * other.n / n)
+        return CoMoments(n, mean, comoment)
+
+
+def _ratio_value_and_weights(mean_num: float, mean_den: float) -> tuple[float, np.ndarray]:
+    """``V = mean(num) / mean(den)`` (0 when ``mean(den) <= 0``, as `_ratio`) and the weights
+    of (num, den) in the influence value ``(num - V den) / mean(den)`` (zero likewise)."""
+    if mean_den > 0:
+        value = float(mean_num / mean_den)
+        return value, np.array([1.0 / mean_den, -value / mean_den])
+    return 0.0, np.zeros(2)
+
+
+def _influence_se(moments: CoMoments, weights: np.ndarray) -> float:
+    """``std(phi, ddof=1) / sqrt(n)`` for ``phi = z @ weights`` from the co-moments of z."""
+    if moments.n < 2:
+        return float("nan")
+    spread = max(float(weights @ moments.comoment @ weights), 0.0)
+    return float(np.sqrt(spread / (moments.n - 1)) / np.sqrt(moments.n))
+
+
+def ratio_estimate(name: str, moments: CoMoments, *, confidence: float = 0.95) -> Estimate:
+    """`_Estimator.estimate` from the `CoMoments` of its (num, den) `event_terms`."""
+    value, weights = _ratio_value_and_weights(moments.mean[0], moments.mean[1])
+    return _normal_interval(name, value, _influence_se(moments, weights), confidence)
+
+
+def ratio_difference(name: str, moments: CoMoments, *, confidence: float = 0.95) -> Estimate:
+    """`_Estimator.estimate_difference` from the `CoMoments` of (num1, den1, num2, den2), the
+    `event_terms` of two target policies on the same events (the paired interval)."""
+    v1, w1 = _ratio_value_and_weights(moments.mean[0], moments.mean[1])
+    v2, w2 = _ratio_value_and_weights(moments.mean[2], moments.mean[3])
+    se = _influence_se(moments, np.concatenate([w1, -w2]))
+    return _normal_interval(name, v1 - v2, se, confidence)
+
+
+@dataclass(frozen=True)
+class MeanVar:
+    """Count, means and centred sums of squares of m columns (the diagonal of `CoMoments`,
+    for when only variances are needed), merged the same way."""
+
+    n: int
+    mean: np.ndarray  # (m,)
+    m2: np.ndarray  # (m,)
+
+    @classmethod
+    def of(cls, columns: np.ndarray) -> MeanVar:
+        z = np.asarray(columns, dtype=np.float64)
+        if z.shape[0] == 0:
+            return cls(0, np.zeros(z.shape[1]), np.zeros(z.shape[1]))
+        mean = z.mean(axis=0)
+        return cls(int(z.shape[0]), mean, ((z - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: MeanVar) -> MeanVar:
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return MeanVar(
+            n,
+            self.mean + delta * (other.n / n),
+            self.m2 + other.m2 + delta**2 * (self.n * other.n / n),
+        )
+
+    def variance(self) -> np.ndarray:
+        """Sample variances (ddof=1); 0 for fewer than two events (as DRos's tuning takes it)."""
+        return self.m2 / (self.n - 1) if self.n > 1 else np.zeros_like(self.m2)
+
+
+@dataclass(frozen=True)
+class WeightSums:
+    """Mergeable sums of importance weights from which `Diagnostics` follow."""
+
+    n: int
+    total: float
+    squares: float
+    low: float
+    high: float
+    zeros: int
+
+    @classmethod
+    def of(cls, w: np.ndarray) -> WeightSums:
+        if w.shape[0] == 0:
+            return cls(0, 0.0, 0.0, float("inf"), float("-inf"), 0)
+        return cls(
+            int(w.shape[0]), float(w.sum()), float((w**2).sum()), float(w.min()),
+            float(w.max()), int((w == 0).sum()),
+        )  # fmt: skip
+
+    def merge(self, other: WeightSums) -> WeightSums:
+        return WeightSums(
+            self.n + other.n, self.total + other.total, self.squares + other.squares,
+            min(self.low, other.low), max(self.high, other.high), self.zeros + other.zeros,
+        )  # fmt: skip
+
+    def diagnostics(self) -> Diagnostics:
+        """`Diagnostics.of` for the events summed."""
+        ess = self.total**2 / self.squares if self.squares > 0 else 0.0
+        return Diagnostics(self.n, ess, self.low, self.high, self.zeros / self.n if self.n else 0.0)
+
+
 def _percentile_estimate(
-    name: str, value: float, boot: np.ndarray, confidence: float
+    name: str, value: float, boot: np.ndarray, confidence: float, method: str = "bootstrap"
 ) -> Estimate:
     alpha = 1.0 - confidence
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     return Estimate(
-        name, value, float(boot.std(ddof=1)), float(low), float(high), confidence, "bootstrap"
+        name, value, float(boot.std(ddof=1)), float(low), float(high), confidence, method
     )
+
+
+def percentile_interval(
+    name: str, value: float, boot: np.ndarray, *, confidence: float = 0.95, method: str
+) -> Estimate:
+    """The percentile interval of resampled estimates ``boot`` around the point ``value``
+    (``se``: their standard deviation), as `_Estimator.bootstrap_interval` gives it."""
+    _z(confidence)
+    return _percentile_estimate(name, value, boot, confidence, method)
 
 
 def _z(confidence: float) -> float:
@@ -385,6 +588,9 @@ class TabularFit:
     logged: np.ndarray  # (cells * K,) summed inverse propensities N(c, a) of logged events
     multiplicity: np.ndarray  # (n,)
     extrapolated_mass: float
+    # (cells * K,) summed corrections S of the whole log when these events are one chunk of it
+    # (streaming); None: summed over these events.
+    summed: np.ndarray | None = None
 
     def model_error(self, feedback: LoggedFeedback, correction: np.ndarray) -> np.ndarray:
         """Per-event influence of the model's estimation error on an estimator
@@ -393,9 +599,11 @@ class TabularFit:
         summed corrections of the (cell, action). It sums to exactly 0 (``q_hat`` is the
         weighted cell mean), so adding it leaves the point estimate and fixes the variance:
         for DM (no correction) it is the whole model error, for DR it nearly vanishes."""
-        summed = np.bincount(
-            self.flat, weights=self.multiplicity * correction, minlength=self.mass.shape[0]
-        )
+        summed = self.summed
+        if summed is None:
+            summed = np.bincount(
+                self.flat, weights=self.multiplicity * correction, minlength=self.mass.shape[0]
+            )
         safe = np.where(self.logged > 0, self.logged, 1.0)
         factor = np.where(self.logged > 0, (self.mass - summed) / safe, 0.0)
         q_chosen = self.q_hat[np.arange(feedback.n), feedback.chosen]
@@ -414,14 +622,7 @@ def fit_tabular(feedback: LoggedFeedback, counts: np.ndarray | None = None) -> T
     size = n_cells * k
     logged = np.bincount(flat, weights=w, minlength=size)
     total = np.bincount(flat, weights=w * feedback.reward, minlength=size)
-    by_action_n = logged.reshape(n_cells, k).sum(axis=0)
-    by_action_sum = total.reshape(n_cells, k).sum(axis=0)
-    overall = total.sum() / logged.sum() if logged.sum() > 0 else 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        action_mean = np.where(by_action_n > 0, by_action_sum / by_action_n, overall)
-        q_cell = np.where(
-            logged > 0, total / np.where(logged > 0, logged, 1.0), np.tile(action_mean, n_cells)
-        ).reshape(n_cells, k)
+    q_cell = tabular_q(logged.reshape(n_cells, k), total.reshape(n_cells, k))
     mass = np.stack(
         [
             np.bincount(cells, weights=multiplicity * feedback.target[:, a], minlength=n_cells)
@@ -432,6 +633,27 @@ def fit_tabular(feedback: LoggedFeedback, counts: np.ndarray | None = None) -> T
     all_mass = mass.sum()
     extrapolated = float(mass[logged == 0].sum() / all_mass) if all_mass > 0 else 0.0
     return TabularFit(q_cell[cells], flat, mass, logged, multiplicity, extrapolated)
+
+
+def tabular_q(logged: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The tabular model's table ``q(cell, a) = total / logged`` (see `TabularFit`) from the
+    summed inverse propensities ``logged`` and inverse-propensity-weighted rewards ``total``
+    of each (cell, action), shape (..., cells, K); leading axes (e.g. bootstrap resamples) are
+    fitted independently. Never-logged pairs fall back to the action's mean over the cells,
+    then to the overall mean (0 when nothing was logged)."""
+    by_action_n = logged.sum(axis=-2)
+    by_action_sum = total.sum(axis=-2)
+    all_n = logged.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall = np.where(all_n > 0, total.sum(axis=(-2, -1)) / np.where(all_n > 0, all_n, 1), 0)
+        action_mean = np.where(
+            by_action_n > 0,
+            by_action_sum / np.where(by_action_n > 0, by_action_n, 1.0),
+            np.asarray(overall)[..., None],
+        )
+        return np.where(
+            logged > 0, total / np.where(logged > 0, logged, 1.0), action_mean[..., None, :]
+        )
 
 
 def _dm_terms(
@@ -464,6 +686,9 @@ class IPS(_Estimator):
             w = np.minimum(w, self.clip)
         return _Terms(w * feedback.reward)
 
+    def linear_terms(self, feedback: LoggedFeedback) -> Linear:
+        return Linear(self._terms(feedback, None).num, np.ones(feedback.n))
+
 
 @dataclass(frozen=True)
 class SNIPS(_Estimator):
@@ -479,6 +704,10 @@ class SNIPS(_Estimator):
     def _terms(self, feedback: LoggedFeedback, fit: TabularFit | None) -> _Terms:
         w = feedback.weights()
         return _Terms(w * feedback.reward, w)
+
+    def linear_terms(self, feedback: LoggedFeedback) -> Linear:
+        w = feedback.weights()
+        return Linear(w * feedback.reward, w)
 
 
 @dataclass(frozen=True)
@@ -501,6 +730,9 @@ class DM(_Estimator):
         if fit is None:
             return _Terms(direct)
         return _Terms(direct + fit.model_error(feedback, np.zeros(feedback.n)))
+
+    def linear_terms(self, feedback: LoggedFeedback) -> Linear:
+        return Linear(np.zeros(feedback.n), np.ones(feedback.n))
 
 
 @dataclass(frozen=True)
@@ -527,6 +759,12 @@ class DR(_Estimator):
         num = direct + w * (feedback.reward - q_chosen)
         return _Terms(num if fit is None else num + fit.model_error(feedback, w))
 
+    def linear_terms(self, feedback: LoggedFeedback) -> Linear:
+        w = feedback.weights()
+        if self.clip is not None:
+            w = np.minimum(w, self.clip)
+        return Linear(w * feedback.reward, np.ones(feedback.n), w)
+
 
 @dataclass(frozen=True)
 class DRos(_Estimator):
@@ -545,7 +783,9 @@ class DRos(_Estimator):
     lambda_: float | None = None
     name: ClassVar[str] = "DRos"
     uses_reward_model: ClassVar[bool] = True
-    LAMBDA_GRID: ClassVar[tuple[float, ...]] = tuple(float(10.0**e) for e in np.arange(-1, 7.5, 0.5))
+    LAMBDA_GRID: ClassVar[tuple[float, ...]] = tuple(
+        float(10.0**e) for e in np.arange(-1, 7.5, 0.5)
+    )
 
     def __post_init__(self) -> None:
         _check_positive("DRos", "lambda_", self.lambda_, allow_none=True)
@@ -559,17 +799,33 @@ class DRos(_Estimator):
         num = direct + shrunk * residual
         return _Terms(num if fit is None else num + fit.model_error(feedback, shrunk))
 
+    def linear_terms(self, feedback: LoggedFeedback) -> Linear:
+        """Needs a fixed ``lambda_`` (tuning is not linear in the model)."""
+        if self.lambda_ is None:
+            raise ValueError("DRos.linear_terms needs a fixed lambda_; tune it first")
+        w = feedback.weights()
+        shrunk = self.lambda_ * w / (w**2 + self.lambda_)
+        return Linear(shrunk * feedback.reward, np.ones(feedback.n), shrunk)
+
 
 def _tuned_lambda(direct: np.ndarray, w: np.ndarray, residual: np.ndarray) -> float:
     """Lambda minimising estimated variance / n + bias bound squared (Su et al., 2020, sec. 4)."""
     n = direct.shape[0]
-    best, best_mse = DRos.LAMBDA_GRID[-1], np.inf
+    variances, biases = [], []
     for lam in DRos.LAMBDA_GRID:
         shrunk = lam * w / (w**2 + lam)
         terms = direct + shrunk * residual
-        variance = float(terms.var(ddof=1)) / n if n > 1 else 0.0
-        bias = float(np.mean(np.abs(w - shrunk) * np.abs(residual)))
-        mse = variance + bias**2
+        variances.append(float(terms.var(ddof=1)) / n if n > 1 else 0.0)
+        biases.append(float(np.mean(np.abs(w - shrunk) * np.abs(residual))))
+    return pick_lambda(np.array(variances), np.array(biases))
+
+
+def pick_lambda(variance_over_n: np.ndarray, bias: np.ndarray) -> float:
+    """The lambda of ``DRos.LAMBDA_GRID`` with the least ``variance / n + bias^2`` (the first
+    on ties; the largest when none is a number): DRos's tuning rule, on arrays over the grid."""
+    best, best_mse = DRos.LAMBDA_GRID[-1], np.inf
+    for lam, variance, b in zip(DRos.LAMBDA_GRID, variance_over_n, bias, strict=True):
+        mse = float(variance) + float(b) ** 2
         if mse < best_mse:
             best, best_mse = lam, mse
     return best

@@ -23,12 +23,16 @@ column           required  meaning
 Errors name the row and the column: "row N" of a DataFrame or Parquet file (1-based data row),
 "line N" of a CSV file (the header is line 1). A table has no contexts (``impressions`` is
 None), so it can be replayed by policies that depend only on the trigger.
+
+`read_table_chunks` reads a table too big for memory as validated `LogChunk`s (Parquet by row
+groups, CSV by blocks of lines) with the same checks; repeated event ids across chunks are left
+to `replay.duplicates`, which needs the whole file.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +41,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from bandit.errors import ReplayInputError
 from bandit.events import Reason
+from replay.chunked import LogChunk
 from replay.logged import PMF_TOLERANCE, LoggedData
 from replay.sources import OnError, check_on_error
 
@@ -93,14 +99,107 @@ def load_table(
     """Validate and load a table of logged decisions (columns in the module docstring)."""
     check_on_error(on_error)
     t = _read(table)
-    frame = t.frame
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    _check_columns(t.name, list(t.frame.columns))
+    if t.frame.empty:
+        raise ReplayInputError(t.name, "rows", "the table has no rows")
+    checked = _check_rows(t, on_error)
+    _drop_duplicates(_required_text(checked.text, "event_id"), checked.rows)
+    return _logged(checked, none_action, t.name)
+
+
+def read_table_chunks(
+    table: pd.DataFrame | Path | str, *, on_error: OnError = "raise", rows_per_chunk: int = 1 << 17
+) -> Iterator[LogChunk]:
+    """The table (a file, or a DataFrame: the same chunks as its Parquet file of one row group)
+    as validated chunks of at most ``rows_per_chunk`` rows, with the checks of `load_table` and
+    errors naming the row of the file; rows with a repeated event id are all kept (see the
+    module docstring). Raises on a table without rows."""
+    check_on_error(on_error)
+    total = 0
+    for t, start in _frames(table, rows_per_chunk):
+        _check_columns(t.name, list(t.frame.columns))
+        total += len(t.frame)
+        if not t.frame.empty:
+            yield _chunk(_check_rows(t, on_error), start)
+    if total == 0:
+        raise ReplayInputError(table_name(table), "rows", "the table has no rows")
+
+
+def table_name(table: pd.DataFrame | Path | str) -> str:
+    """How errors and results name a table: its file name, or "table" for a DataFrame."""
+    return "table" if isinstance(table, pd.DataFrame) else Path(table).name
+
+
+def read_event_ids(
+    table: pd.DataFrame | Path | str, rows_per_chunk: int = 1 << 17
+) -> Iterator[np.ndarray]:
+    """The ``event_id`` column as the row checks read it (text), chunk by chunk, without the
+    other columns (nothing when the column or the file cannot be read: the full read reports
+    that)."""
+    if isinstance(table, pd.DataFrame):
+        if "event_id" in table.columns:
+            for start in range(0, len(table), rows_per_chunk):
+                yield _text(table["event_id"].iloc[start : start + rows_per_chunk])
+        return
+    path = Path(table)
+    try:
+        if path.suffix.lower() == ".csv":
+            reader = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], usecols=["event_id"],
+                chunksize=rows_per_chunk,
+            )  # fmt: skip
+            with reader:
+                for frame in reader:
+                    yield _text(frame["event_id"])
+            return
+        parquet = pq.ParquetFile(path)
+        if "event_id" not in parquet.schema_arrow.names:
+            return
+        for batch in _parquet_batches(parquet, rows_per_chunk, ["event_id"]):
+            yield _text(batch.to_pandas()["event_id"])
+    except (ValueError, UnicodeDecodeError, OSError, pa.ArrowException):
+        return
+
+
+def table_rows(table: pd.DataFrame | Path | str) -> int | None:
+    """Rows of a DataFrame, or of a file when its metadata says (Parquet), else None."""
+    if isinstance(table, pd.DataFrame):
+        return len(table)
+    path = Path(table)
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        return None
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowException, OSError):
+        return None
+
+
+def _check_columns(name: str, columns: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise ReplayInputError(
-            t.name, missing[0], f"required column missing; the table has {list(frame.columns)}"
+            name, missing[0], f"required column missing; the table has {columns}"
         )
-    if frame.empty:
-        raise ReplayInputError(t.name, "rows", "the table has no rows")
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The columns of a table (or chunk) after the row checks; ``rows.valid`` marks the kept."""
+
+    rows: _Rows
+    text: dict[str, np.ndarray | None]
+    lists: _ActionLists
+    position: np.ndarray
+    probability: np.ndarray
+    reward: np.ndarray
+    pmf: np.ndarray | None  # (n, L) aligned with each row's actions, nan-padded
+    has_pmf: np.ndarray  # (n,) bool
+    timestamps: np.ndarray
+
+
+def _check_rows(t: _Table, on_error: OnError) -> _Checked:
+    """Every row check of the module docstring (duplicates aside), column by column."""
+    frame = t.frame
     rows = _Rows(t, on_error)
     for column in REQUIRED:
         rows.reject(_missing(frame[column]), Reason.MISSING_FIELD, column, lambda _: "no value")
@@ -114,13 +213,32 @@ def load_table(
     )
     reward = _numbers(frame["reward"], rows, "reward")
     lists = _ActionLists.of(frame["actions"], rows)
-    chosen, event_ids = _required_text(text, "chosen"), _required_text(text, "event_id")
-    position = lists.position(chosen, rows)
-    pmf = _pmf(frame, lists, position, probability, rows) if "pmf" in frame.columns else None
+    position = lists.position(_required_text(text, "chosen"), rows)
+    pmf, has_pmf = None, np.zeros(len(frame), dtype=bool)
+    if "pmf" in frame.columns:
+        pmf, has_pmf = _pmf(frame, lists, position, probability, rows)
     timestamps = _timestamps(frame, rows)
-    _drop_duplicates(event_ids, rows)
-    return _logged(
-        rows, text, lists, position, probability, reward, pmf, timestamps, none_action, t.name
+    return _Checked(rows, text, lists, position, probability, reward, pmf, has_pmf, timestamps)
+
+
+def _chunk(checked: _Checked, start: int) -> LogChunk:
+    """The kept rows of one checked chunk, their candidate lists coded per chunk."""
+    keep = np.flatnonzero(checked.rows.valid)
+    used, codes = np.unique(checked.lists.codes[keep], return_inverse=True)
+    pmf = None
+    if checked.pmf is not None and checked.has_pmf[keep].any():
+        pmf = np.where(checked.has_pmf[keep, None], checked.pmf[keep], np.nan)
+    return LogChunk(
+        rows=start + keep,
+        event_ids=_required_text(checked.text, "event_id")[keep],
+        triggers=_required_text(checked.text, "trigger")[keep],
+        patterns=tuple(checked.lists.lists[u] for u in used.tolist()),
+        pattern=codes.astype(np.int64),
+        position=checked.position[keep],
+        pscore=checked.probability[keep],
+        reward=checked.reward[keep],
+        pmf=pmf,
+        skipped=checked.rows.skipped,
     )
 
 
@@ -156,6 +274,139 @@ def _read(table: pd.DataFrame | Path | str) -> _Table:
             ) from None
         return _Table(frame, path.name, lambda r: f"{path.name} row {r + 1}")
     raise ReplayInputError(path.name, "suffix", "a table must be .csv or .parquet")
+
+
+def _frames(table: pd.DataFrame | Path | str, rows_per_chunk: int) -> Iterator[tuple[_Table, int]]:
+    """The table's rows as frames of at most ``rows_per_chunk`` rows, read as `_read` reads
+    the whole file, each with its first row's index in the table."""
+    if isinstance(table, pd.DataFrame):
+        for start in range(0, len(table), rows_per_chunk):
+            part = table.iloc[start : start + rows_per_chunk]
+            yield _Table(part, "table", _namer("row", start + 1)), start
+        if table.empty:
+            yield _Table(table, "table", _namer("row", 1)), 0
+        return
+    path = Path(table)
+    suffix = path.suffix.lower()
+    start = 0
+    if suffix == ".csv":
+        try:
+            reader = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=rows_per_chunk
+            )
+            with reader:
+                for frame in reader:
+                    first = start
+                    yield _Table(frame, path.name, _namer(f"{path.name} line", first + 2)), first
+                    start += len(frame)
+        except UnicodeDecodeError as exc:
+            bad = exc.object[exc.start : exc.start + 1].hex()
+            raise ReplayInputError(
+                path.name, "encoding",
+                f"not UTF-8 text (a byte 0x{bad}); save the table as UTF-8 CSV",
+            ) from None  # fmt: skip
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ReplayInputError(path.name, "format", f"not a readable CSV ({problem})") from None
+        return
+    if suffix not in (".parquet", ".pq"):
+        raise ReplayInputError(path.name, "suffix", "a table must be .csv or .parquet")
+    try:
+        parquet = pq.ParquetFile(path)
+        if parquet.metadata.num_rows == 0:  # no batch to show the columns: check them here
+            _check_columns(path.name, list(parquet.schema_arrow.names))
+        for batch in _parquet_batches(parquet, rows_per_chunk):
+            # List cells stay Arrow lists: no Python object per cell.
+            frame = pa.Table.from_batches([batch]).to_pandas(types_mapper=_arrow_lists)
+            first = start
+            yield _Table(frame, path.name, _namer(f"{path.name} row", first + 1)), first
+            start += len(frame)
+    except pa.ArrowException as exc:
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReplayInputError(
+            path.name, "format", f"not a readable Parquet file ({problem})"
+        ) from None
+
+
+def _parquet_batches(
+    parquet: pq.ParquetFile, rows_per_chunk: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The file's rows in batches of at most ``rows_per_chunk``, read by runs of consecutive
+    row groups of about that many rows: one batch reader over the whole file holds on to
+    memory as it goes (pyarrow 26: +130 MB over 5M rows), a reader per run releases it."""
+    for run, _ in parquet_runs(parquet.metadata, rows_per_chunk):
+        yield from parquet.iter_batches(
+            batch_size=rows_per_chunk, row_groups=list(run), columns=columns
+        )
+
+
+def parquet_runs(
+    metadata: pq.FileMetaData, rows_per_chunk: int
+) -> Iterator[tuple[tuple[int, ...], int]]:
+    """(row groups, rows) of each run of consecutive row groups of about ``rows_per_chunk``
+    rows: the unit the chunked reading reads at once (`replay.table_parts` too)."""
+    run: list[int] = []
+    rows = 0
+    for group in range(metadata.num_row_groups):
+        run.append(group)
+        rows += metadata.row_group(group).num_rows
+        if rows >= rows_per_chunk or group == metadata.num_row_groups - 1:
+            yield tuple(run), rows
+            run, rows = [], 0
+
+
+def read_run_chunks(
+    path: Path | str,
+    row_groups: Sequence[int],
+    first_row: int,
+    first_in_file: int,
+    *,
+    on_error: OnError = "raise",
+    rows_per_chunk: int = 1 << 17,
+) -> Iterator[LogChunk]:
+    """One run of a Parquet file's row groups as `read_table_chunks` reads it (the same
+    batches, checks and errors naming the row of the file); ``first_row`` is the run's first
+    row in the whole log, ``first_in_file`` in its file."""
+    path = Path(path)
+    try:
+        parquet = pq.ParquetFile(path)
+        _check_columns(path.name, list(parquet.schema_arrow.names))
+        at = first_in_file
+        for batch in parquet.iter_batches(batch_size=rows_per_chunk, row_groups=list(row_groups)):
+            frame = pa.Table.from_batches([batch]).to_pandas(types_mapper=_arrow_lists)
+            t = _Table(frame, path.name, _namer(f"{path.name} row", at + 1))
+            if not frame.empty:
+                yield _chunk(_check_rows(t, on_error), first_row + at - first_in_file)
+            at += len(frame)
+    except pa.ArrowException as exc:
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReplayInputError(
+            path.name, "format", f"not a readable Parquet file ({problem})"
+        ) from None
+
+
+def read_run_event_ids(
+    path: Path | str, row_groups: Sequence[int], rows_per_chunk: int = 1 << 17
+) -> Iterator[np.ndarray]:
+    """The ``event_id`` column of one run, as `read_event_ids` reads it."""
+    parquet = pq.ParquetFile(path)
+    if "event_id" not in parquet.schema_arrow.names:
+        return
+    for batch in parquet.iter_batches(
+        batch_size=rows_per_chunk, row_groups=list(row_groups), columns=["event_id"]
+    ):
+        yield _text(batch.to_pandas()["event_id"])
+
+
+def _namer(prefix: str, offset: int) -> Callable[[int], str]:
+    """Names data row r of a chunk as ``prefix`` and its number in the file."""
+    return lambda r: f"{prefix} {offset + r}"
+
+
+def _arrow_lists(dtype: pa.DataType) -> pd.ArrowDtype | None:
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return pd.ArrowDtype(dtype)
+    return None
 
 
 def _missing(column: pd.Series) -> np.ndarray:
@@ -210,7 +461,9 @@ def _numbers(column: pd.Series, rows: _Rows, name: str) -> np.ndarray:
 def _lists(column: pd.Series) -> pa.Array:
     """A column of list cells (lists / arrays, or `|`-separated text) as an Arrow list array;
     missing cells are null lists."""
-    if pd.api.types.is_string_dtype(column):
+    if isinstance(column.dtype, pd.ArrowDtype):
+        lists = pa.array(column.array)
+    elif pd.api.types.is_string_dtype(column):
         lists = pc.split_pattern(pa.Array.from_pandas(column), SEPARATOR)
     else:
         try:
@@ -295,9 +548,9 @@ def _pmf(
     position: np.ndarray,
     probability: np.ndarray,
     rows: _Rows,
-) -> np.ndarray | None:
-    """(n, L) pmf aligned with each row's actions (nan-padded); None unless every kept row has
-    one (LoggedData's logging pmf is all rows or none). Rows with a pmf are checked anyway."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, L) pmf aligned with each row's actions (nan-padded) and (n,) which rows have one;
+    rows with a pmf are checked (LoggedData's logging pmf is all rows or none)."""
     column = frame["pmf"]
     cells = _lists(column)
     lengths = pc.fill_null(pc.list_value_length(cells), 0).to_numpy().astype(np.int64)
@@ -338,7 +591,7 @@ def _pmf(
         "pmf",
         lambda r: f"gives the chosen action {at_chosen[r]}, probability says {probability[r]}",
     )
-    return matrix if has[rows.valid].all() else None
+    return matrix, has
 
 
 def _timestamps(frame: pd.DataFrame, rows: _Rows) -> np.ndarray:
@@ -388,19 +641,11 @@ def _required_text(text: dict[str, np.ndarray | None], column: str) -> np.ndarra
     return values
 
 
-def _logged(
-    rows: _Rows,
-    text: dict[str, np.ndarray | None],
-    lists: _ActionLists,
-    position: np.ndarray,
-    probability: np.ndarray,
-    reward: np.ndarray,
-    pmf: np.ndarray | None,
-    timestamps: np.ndarray,
-    none_action: str | None,
-    name: str,
-) -> LoggedData:
+def _logged(checked: _Checked, none_action: str | None, name: str) -> LoggedData:
+    rows, text, lists, position = checked.rows, checked.text, checked.lists, checked.position
     keep = np.flatnonzero(rows.valid)
+    # LoggedData's logging pmf is all rows or none.
+    pmf = checked.pmf if checked.pmf is not None and checked.has_pmf[keep].all() else None
     if keep.size == 0:
         raise ReplayInputError(name, "rows", f"no usable row (skipped: {dict(rows.skipped)})")
     codes = lists.codes[keep]
@@ -433,13 +678,13 @@ def _logged(
         event_ids=strings("event_id"),
         triggers=strings("trigger"),
         learners=strings("learner_id"),
-        timestamps=timestamps[keep],
+        timestamps=checked.timestamps[keep],
         actions=tuple(vocabulary),
         mask=masks[codes],
         chosen=chosen,
-        pscore=probability[keep],
+        pscore=checked.probability[keep],
         logging_pmf=logging_pmf,
-        reward=reward[keep],
+        reward=checked.reward[keep],
         labels=strings("label"),
         none_action=none_action if none_action in vocabulary else None,
         impressions=None,
