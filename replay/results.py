@@ -6,8 +6,15 @@ same numbers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from _typeshed import DataclassInstance
+
+    from replay.result_plot import SvgFigure
 
 ALL_TRIGGERS = "*"  # the `trigger` of a row that covers every trigger
 
@@ -113,3 +120,35 @@ class ReplayResult:
             "notes": list(self.notes),
             "timings_s": dict(self.timings_s),
         }
+
+    def to_frame(self) -> pd.DataFrame:
+        """The estimates as a tidy DataFrame, one row per policy, estimator and trigger
+        (``*``: all triggers): policy, estimator, trigger, value, low, high, se, n, method."""
+        return _frame(EstimateRow, self.estimates)
+
+    def gains_frame(self) -> pd.DataFrame:
+        """The paired contrasts, one row per contrast, estimator and trigger: kind (gain, or
+        effect of a message vs no message), name, first, second (value = first - second),
+        trigger, estimator, value, low, high, se, n, method."""
+        return _frame(Contrast, self.contrasts)
+
+    def diagnostics_frame(self) -> pd.DataFrame:
+        """Overlap per policy: n, ess, min_weight, max_weight, zero_support_share, warnings."""
+        return _frame(PolicyDiagnostics, self.diagnostics)
+
+    def plot(
+        self, *, estimators: Sequence[str] | None = None, trigger: str = ALL_TRIGGERS
+    ) -> SvgFigure:
+        """Policy values, then gains and effects, with their intervals, as an SVG figure that
+        Jupyter shows inline (`replay.result_plot`)."""
+        from replay.result_plot import result_plot
+
+        return result_plot(self, estimators=estimators, trigger=trigger)
+
+
+def _frame(row_type: type[DataclassInstance], rows: Sequence[DataclassInstance]) -> pd.DataFrame:
+    """Rows of a result dataclass as a DataFrame with its fields as columns (even when empty)."""
+    import pandas as pd
+
+    columns = [f.name for f in fields(row_type)]
+    return pd.DataFrame([asdict(r) for r in rows], columns=columns)
