@@ -8,33 +8,28 @@ prints the table, JSON, or writes an HTML report.
 from __future__ import annotations
 
 import argparse
+import glob
 import math
 import sys
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bandit.config import Config, load_config
-from bandit.errors import NudgeError, UsageError
-from bandit.snapshots import signing_key
+from bandit.errors import UsageError
 from nudge.arguments import check_output, positive_int, seed
-from replay.candidates import (
-    AlwaysSend,
-    BestUniform,
-    Candidate,
-    LoggingPolicy,
-    NeverSend,
-    Uniform,
-    load_external,
-)
+from replay.candidates import Candidate
 from replay.evaluation import ESTIMATORS, Gain, evaluate
 from replay.logged import LoggedData
+from replay.policy_specs import PolicySpecError, build_policies
 from replay.progress import Progress, ProgressPrinter
 from replay.sources import OnError, check_on_error
-from replay.vw_candidates import CrossFitVW, ProgressiveVW, SnapshotPolicy
 
-PERSONALIZED = "personalized"
+if TYPE_CHECKING:
+    from replay.results import ReplayResult
+    from replay.tuning import Tuning
+
 EPOCH_SECONDS_FROM = 1_000_000_000  # --from/--to: larger integers are times (2001 onwards)
 
 POLICY_HELP = """candidate policies (--policy, repeatable; NAME=SPEC renames):
@@ -46,6 +41,8 @@ POLICY_HELP = """candidate policies (--policy, repeatable; NAME=SPEC renames):
   best-message             the best single message (send nothing excluded), out of sample
   best-per-trigger         the best action at each trigger, out of sample
   crossfit[:greedy|pmf]    VW (the config's learner section) trained on the other fold
+  tuned[:greedy|pmf]       crossfit with VW's learning settings searched on the other fold
+                           (progressive validation; what --tune makes `personalized`)
   progressive[:pmf|greedy] VW trained on the log itself, predicting each decision before
                            learning it: "what if we had run this config"
   snapshot:DIR[:pmf|greedy|deployed]   a published policy snapshot (deployed = the whole
@@ -87,7 +84,11 @@ def add_replay_command(sub: Any, add: Any) -> None:
     source.add_argument("--events", type=Path, metavar="FILE", help="our impression/outcome JSON lines")
     source.add_argument("--kafka", action="store_true", help="read the configured topics")
     source.add_argument("--dsjson", type=Path, metavar="FILE", help="VW / Personalizer DSJSON log")
-    source.add_argument("--table", type=Path, metavar="FILE", help="CSV or Parquet (see README)")
+    source.add_argument(
+        "--table", type=Path, metavar="FILE|GLOB",
+        help="CSV or Parquet (see README); read in chunks, in bounded memory, when every policy "
+        "depends only on the trigger",
+    )  # fmt: skip
     p.add_argument(
         "--from", dest="start", metavar="OFFSET|TIME",
         help="--kafka: first offset (every partition; an integer below 10^9) or a time "
@@ -120,6 +121,24 @@ def add_replay_command(sub: Any, add: Any) -> None:
         "--skip-invalid", action="store_true",
         help="count and skip invalid records instead of stopping at the first one",
     )  # fmt: skip
+    p.add_argument(
+        "--none-action", metavar="ID",
+        help="the id of the send-nothing action in the log (default: the config's "
+        "rewards.none_action); for logs of other systems, without editing the config",
+    )  # fmt: skip
+    p.add_argument(
+        "--tune", action="store_true",
+        help="search VW's learning settings (learning rate, cb type, interactions, low rank, "
+        "epsilon) by progressive validation on the log: prints the best with its DR value and "
+        "the config snippet to deploy, and the default personalized policy uses settings "
+        "searched on the other fold (personalized=tuned:greedy); needs contexts",
+    )  # fmt: skip
+    p.add_argument(
+        "--dask", metavar="SCHEDULER",
+        help="--table: run the chunk passes on a Dask cluster, a scheduler's address "
+        "(tcp://host:8786) or local:N (N worker processes here); needs the cluster extra. "
+        "--table may then be a glob of Parquet files ('logs/*.parquet'), one log in name order",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--out-json", type=Path, metavar="PATH", help="also write the JSON here")
     p.add_argument("--html", type=Path, metavar="PATH", help="write an HTML report with plots")
@@ -129,12 +148,22 @@ def add_replay_command(sub: Any, add: Any) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from replay.report import console_table, write_html, write_json
-
-    config = load_config(args.config)
+    config = _with_none_action(load_config(args.config), args.none_action)
     estimators = _check_arguments(args)
     progress = ProgressPrinter(quiet=args.quiet)
+    if args.table is not None and not (args.write_dsjson or args.tune) and _streams(args.policy):
+        return _report(args, _replay_table(args, config, estimators, progress), None)
     data = _load(args, config, progress)
+    if args.none_action is not None and data.none_action is None:
+        raise UsageError(
+            f"--none-action {args.none_action}: no action of the log has this id; its actions "
+            f"are {', '.join(data.actions[:20])}{', ...' if len(data.actions) > 20 else ''}"
+        )
+    if args.tune and data.impressions is None:
+        raise UsageError(
+            "--tune: this log has no contexts (a table without context columns); VW settings "
+            "are searched on contexts: replay events, DSJSON or Kafka records"
+        )
     if args.write_dsjson:
         from bandit.vw_text import NamespaceLetters
         from replay.dsjson import write_dsjson
@@ -158,18 +187,58 @@ def cmd_replay(args: argparse.Namespace) -> int:
         seed=args.seed, by_trigger=not args.no_triggers, gains=gains,
         effects=not args.no_effects, progress=progress,
     )  # fmt: skip
+    tuning = _tune(config, data, progress) if args.tune else None
+    return _report(args, result, tuning)
+
+
+def _report(args: argparse.Namespace, result: ReplayResult, tuning: Tuning | None) -> int:
+    """Write and print ``result`` as the output flags ask."""
+    from replay.report import console_table, write_html, write_json
+
     if args.out_json:
         write_json(result, args.out_json)
     if args.html:
         write_html(result, args.html)
     if args.json:
-        sys.stdout.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        document = result.to_json()
+        if tuning is not None:
+            document["tuning"] = tuning.to_json()
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(console_table(result))
+        if tuning is not None:
+            print(tuning_text(tuning))
         for path in (args.out_json, args.html, args.write_dsjson):
             if path:
                 print(f"wrote {path}")
     return 0
+
+
+def _tune(config: Config, data: LoggedData, progress: ProgressPrinter) -> Tuning:
+    """The search on the whole log: the settings to deploy (`replay.tuning`)."""
+    from replay.tuning import tune
+
+    return tune(config, data, progress=progress)
+
+
+def tuning_text(tuning: Tuning) -> str:
+    """The console lines of `--tune`: the winner, its value and the snippet to deploy."""
+    best = tuning.best.estimate
+    start = next(t for t in tuning.search.trials if t.setting == tuning.search.start).estimate
+    lines = [
+        "",
+        f"Tuned VW settings ({len(tuning.search.trials)} tried by progressive validation; "
+        "DR value of the policy each would have deployed):",
+        f"  best   {tuning.best.setting.label()}: {best.value:+.4f} "
+        f"[{best.low:+.4f}, {best.high:+.4f}]",
+        f"  config {tuning.search.start.label()}: {start.value:+.4f} "
+        f"[{start.low:+.4f}, {start.high:+.4f}]",
+        "  (the best of many trials on one log is optimistic; the `personalized` row above "
+        "was tuned on the other fold only)",
+        "  to deploy, in config.yaml:",
+        *("    " + line for line in tuning.snippet().splitlines()),
+    ]
+    return "\n".join(lines)
 
 
 def _check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
@@ -194,11 +263,39 @@ def _check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
     args.start, args.end = _position(args.start, "--from"), _position(args.end, "--to")
     for flag in ("events", "dsjson", "table"):
         path = getattr(args, flag)
-        if path is not None:
+        if path is not None and not (flag == "table" and glob.has_magic(str(path))):
             _readable(f"--{flag}", path)
+    if args.dask is not None:
+        if args.table is None:
+            raise UsageError("--dask runs the passes of --table (Parquet files) on a cluster")
+        if args.write_dsjson or args.tune or not _streams(args.policy):
+            raise UsageError(
+                "--dask streams trigger-level policies only (not crossfit, tuned, progressive, "
+                "snapshot or external, nor --tune / --write-dsjson): drop --dask for those"
+            )
+    elif (
+        args.table is not None
+        and glob.has_magic(str(args.table))
+        and (args.write_dsjson or args.tune or not _streams(args.policy))
+    ):
+        raise UsageError(
+            f"--table {args.table}: a glob of Parquet files is read in chunks, for "
+            "trigger-level policies only; name one file for the others"
+        )
     for flag in ("out_json", "html", "write_dsjson"):
         check_output(f"--{flag.replace('_', '-')}", getattr(args, flag))
     return estimators
+
+
+def _with_none_action(config: Config, none_action: str | None) -> Config:
+    """`config` with ``--none-action`` as its send-nothing action (the reward join of our own
+    events gives it `rewards.send_nothing`, as the consumer would)."""
+    if none_action is None:
+        return config
+    if not none_action.strip():
+        raise UsageError("--none-action needs an action id, got an empty one")
+    rewards = config.rewards.model_copy(update={"none_action": none_action})
+    return config.model_copy(update={"rewards": rewards})
 
 
 def _readable(flag: str, path: Path) -> None:
@@ -212,6 +309,33 @@ def _readable(flag: str, path: Path) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+
+
+def _streams(specs: list[str]) -> bool:
+    """``--table`` is read in chunks (bounded memory) when every candidate is trigger-level."""
+    from replay.planned_candidates import streamable
+
+    return streamable(specs)
+
+
+def _replay_table(
+    args: argparse.Namespace, config: Config, estimators: tuple[str, ...], progress: Progress
+) -> ReplayResult:
+    """``--table`` over chunks of the file, in bounded memory (`replay.table_stream`)."""
+    from replay.table_stream import evaluate_table
+
+    try:
+        return evaluate_table(
+            args.table, args.policy, args.gain,
+            none_action=config.rewards.none_action, none_action_given=args.none_action is not None,
+            on_error="skip" if args.skip_invalid else "raise", estimators=estimators,
+            clip=args.clip, confidence=args.confidence,
+            interval="bootstrap" if args.bootstrap else "normal", n_boot=args.bootstrap or 200,
+            seed=args.seed, by_trigger=not args.no_triggers, effects=not args.no_effects,
+            folds=args.folds, progress=progress, dask=args.dask,
+        )  # fmt: skip
+    except PolicySpecError as exc:
+        raise UsageError(f"--policy {exc.spec}: {exc.problem}") from None
 
 
 def _load(args: argparse.Namespace, config: Config, progress: ProgressPrinter) -> LoggedData:
@@ -246,7 +370,9 @@ def load_kafka(
     progress: Progress | None = None,
 ) -> LoggedData:
     """The impressions and outcomes topics of `config.kafka` between two bounds, decoded and
-    joined as replay's `load_records` does.
+    joined as the consumer joins them (`load_records`: each partition in offset order, the
+    partitions read level in event time, per-partition watermarks). A range starts with an
+    empty join: decisions whose outcomes straddle its edges may settle otherwise than live.
 
     `start` / `end`: None (the beginning / the end offsets when the read starts), an int offset
     applied to every partition (start inclusive, end exclusive), or a float epoch-seconds
@@ -286,88 +412,12 @@ def _position(text: str | None, flag: str = "--from/--to") -> int | float | None
 def _candidates(
     args: argparse.Namespace, config: Config, data: LoggedData, progress: ProgressPrinter
 ) -> tuple[list[Candidate], list[Gain]]:
-    specs: list[str] = list(args.policy)
-    gains: list[Gain] = []
-    if not specs:
-        specs = _default_specs(data)
-        if f"{PERSONALIZED}=crossfit:greedy" in specs:
-            gains = [Gain("personalization", PERSONALIZED, "best-uniform")]
-        if f"always-send:{PERSONALIZED}" in specs:
-            gains.append(Gain("targeting", PERSONALIZED, f"always-send({PERSONALIZED})"))
-    built: dict[str, Candidate] = {}
-    for spec in specs:
-        name, _, body = spec.partition("=") if "=" in spec.split(":")[0] else ("", "", spec)
-        try:
-            candidate = _build(body, name or None, config, data, args, built, progress)
-        except UsageError:
-            raise
-        except (NudgeError, ValueError) as exc:  # the spec is named: it is what to fix
-            raise UsageError(f"--policy {spec}: {exc}") from None
-        built[candidate.name] = candidate
-    return list(built.values()), gains
-
-
-def _default_specs(data: LoggedData) -> list[str]:
-    specs = ["uniform"]
-    if data.logging_pmf is not None:
-        specs.insert(0, "logging")
-    if data.none_action is not None:
-        specs.append("random-message")
-        # Never sending is a policy only where sending nothing was always a candidate.
-        if data.mask[:, data.action_index(data.none_action)].all():
-            specs.append("never-send")
-    specs += ["best-uniform", "best-per-trigger"]
-    if data.impressions is not None:
-        specs.append(f"{PERSONALIZED}=crossfit:greedy")
-        if data.none_action is not None:  # without it there is nothing to target
-            specs.append(f"always-send:{PERSONALIZED}")
-    return specs
-
-
-def _build(
-    spec: str,
-    name: str | None,
-    config: Config,
-    data: LoggedData,
-    args: argparse.Namespace,
-    built: dict[str, Candidate],
-    progress: ProgressPrinter,
-) -> Candidate:
-    kind, _, rest = spec.partition(":")
-    named: dict[str, Any] = {"name": name} if name else {}
-    if kind == "logging":
-        return LoggingPolicy(**named)
-    if kind == "uniform":
-        return Uniform(**named)
-    if kind == "random-message":
-        return Uniform(name=name or "random-message", messages_only=True)
-    if kind == "never-send":
-        return NeverSend(**named)
-    if kind in ("best-uniform", "best-message", "best-per-trigger"):
-        return BestUniform(
-            by_trigger=kind == "best-per-trigger", folds=args.folds,
-            include_none=kind != "best-message", name=name or kind,
-        )  # fmt: skip
-    if kind == "crossfit":
-        # Modes are checked by the candidates themselves (a ValueError naming the choices).
-        mode = cast(_VWMode, rest or "greedy")
-        return CrossFitVW(config, folds=args.folds, mode=mode, progress=progress, **named)
-    if kind == "progressive":
-        return ProgressiveVW(config, mode=cast(_VWMode, rest or "pmf"), progress=progress, **named)
-    if kind == "snapshot":
-        directory, _, given = rest.rpartition(":") if rest.endswith(_MODES) else (rest, "", "pmf")
-        key = signing_key(config.snapshots.signing_key_file)
-        return SnapshotPolicy(directory, mode=cast(_SnapshotMode, given or "pmf"), key=key, **named)
-    if kind == "external":
-        _readable("--policy external:", Path(rest))
-        return load_external(rest, data, name)
-    if kind == "always-send":
-        base = built.get(rest) or _build(rest, None, config, data, args, built, progress)
-        return AlwaysSend(base, **named)
-    raise UsageError(f"--policy: unknown policy spec {spec!r}; see `nudge replay --help` for the list")
-
-
-_MODES = (":pmf", ":greedy", ":deployed")
-_VWMode = Literal["pmf", "greedy"]
-_SnapshotMode = Literal["pmf", "greedy", "deployed"]
-
+    """The candidates of ``--policy`` (the default set and its gains without any), built by
+    the same parser as `replay.evaluate`; a bad spec is a `UsageError` naming it."""
+    try:
+        policies = build_policies(
+            args.policy, data, config, folds=args.folds, progress=progress, tuned=args.tune
+        )
+    except PolicySpecError as exc:
+        raise UsageError(f"--policy {exc.spec}: {exc.problem}") from None
+    return list(policies.candidates), list(policies.gains)

@@ -32,7 +32,15 @@ from replay.candidates import check_probabilities
 from replay.estimators import DR, Estimate, LoggedFeedback
 from replay.logged import LoggedData
 from replay.progress import Progress
-from replay.vw_candidates import _fresh_learner, _joined, _predict, _row, require_impressions
+from replay.vw_candidates import (
+    _fresh_learner,
+    _joined,
+    _Memo,
+    _predict,
+    _row,
+    learner_settings,
+    require_impressions,
+)
 
 ACTION = "action"  # the interactions' name for the action namespace
 LEARNING_RATES = (0.01, 0.05, 0.1, 0.3, 1.0)
@@ -223,14 +231,16 @@ def progressive_run(
     rows: np.ndarray,
     setting: Setting,
     *,
+    base: LearnerConfig | None = None,
     confidence: float = 0.95,
     progress: Progress | None = None,
 ) -> tuple[Estimate, OnlineLearner]:
-    """`setting`'s learner through `rows` in log order, predicting before learning each one;
-    the DR value of the pmfs it predicted, and the learner (trained on every row)."""
+    """`setting`'s learner (on `base`, default: the config's learner as the VW candidates use
+    it on this log) through `rows` in log order, predicting before learning each one; the DR
+    value of the pmfs it predicted, and the learner (trained on every row)."""
     impressions = require_impressions("tuning", data)
-    learner_config = setting.apply(config.learner)
-    learner = _fresh_learner(config.model_copy(update={"learner": learner_config}), data)
+    base = base or learner_settings(config, impressions)
+    learner = _fresh_learner(config, data, setting.apply(base))
     target = np.zeros((len(rows), len(data.actions)))
     stage = f"tune {setting.label()}"
     try:
@@ -268,11 +278,12 @@ def search_rows(
     """The coordinate search over `rows` (indices into `data`, in log order)."""
     if len(rows) < 2:
         raise InvalidFeedback(f"tuning needs at least 2 logged decisions; got {len(rows)}")
-    start = config_setting(config.learner)
+    base = learner_settings(config, require_impressions("tuning", data))
+    start = config_setting(base)
 
     def run(setting: Setting) -> tuple[Estimate, OnlineLearner]:
         return progressive_run(
-            config, data, rows, setting, confidence=confidence, progress=progress
+            config, data, rows, setting, base=base, confidence=confidence, progress=progress
         )
 
     return coordinate_search(start, space, run)
@@ -315,7 +326,12 @@ def _trial_json(trial: Trial) -> dict[str, Any]:
 
 def learner_snippet(learner: LearnerConfig) -> str:
     """YAML of the tuned learner settings (`learner:` section, the keys the search sets)."""
-    lines = ["learner:", f"  vw_args: {learner.vw_args!r}".replace("'", '"')]
+    names = ", ".join(f"{name}: {letter}" for name, letter in learner.namespaces.items())
+    lines = [
+        "learner:",
+        f"  namespaces: {{{names}}}",
+        f"  vw_args: {learner.vw_args!r}".replace("'", '"'),
+    ]
     if learner.interactions:
         pairs = ", ".join(f"[{a}, {b}]" for a, b in learner.interactions)
         lines.append(f"  interactions: [{pairs}]")
@@ -349,7 +365,8 @@ def tune(
         confidence=confidence, progress=progress,
     )  # fmt: skip
     search.close()
-    return Tuning(search, search.best.setting.apply(config.learner))
+    base = learner_settings(config, require_impressions("tuning", data))
+    return Tuning(search, search.best.setting.apply(base))
 
 
 @dataclass(frozen=True)
@@ -366,8 +383,13 @@ class TunedCrossFitVW:
     name: str = "personalized(tuned)"
     progress: Progress | None = None
     chosen: list[str] = field(default_factory=list, compare=False)  # per fold, after a run
+    _memo: _Memo = field(default_factory=_Memo, init=False, repr=False, compare=False)
 
     def probabilities(self, data: LoggedData) -> np.ndarray:
+        """Remembered for the last log: `always-send(personalized)` asks again."""
+        return self._memo.get(data, self._probabilities)
+
+    def _probabilities(self, data: LoggedData) -> np.ndarray:
         impressions = require_impressions(self.name, data)
         folds = data.folds(self.folds)
         probs = np.zeros(data.mask.shape)
