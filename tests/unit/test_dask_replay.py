@@ -4,8 +4,6 @@ same rows, duplicates across files and skipped rows included."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from replay_truth import as_logged_data, default_config
 from streaming_fixtures import assert_same_result
+from test_cli_replay import nudge
 
 from bandit.errors import UsageError
 from bandit.simulation.logged import simulate_logged
 from bandit.simulation.world import World
-from replay.table_parts import mark_duplicates, local_map, table_files, table_parts
+from replay.table_parts import local_map, mark_duplicates, table_files, table_parts
 from replay.table_stream import evaluate_table
 from replay.tables import write_table
 
@@ -27,13 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ROWS_PER_CHUNK = 400  # several runs of row groups per file: several parts
 ROW_GROUP = 150
 SPLIT = 1700  # rows of the first file; the second repeats 30 of its ids
-
-
-def nudge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nudge.cli", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

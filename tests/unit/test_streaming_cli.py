@@ -3,13 +3,12 @@ and `nudge simulate --out` streams its messages: the same bytes as the whole run
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 from replay_truth import as_logged_data, default_config
+from test_cli_replay import nudge
 
 from bandit.config import Config
 from bandit.simulation.logged import simulate_logged
@@ -21,13 +20,6 @@ from replay.policy_specs import build_policies
 from replay.tables import load_table, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def nudge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nudge.cli", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
