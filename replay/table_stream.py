@@ -38,7 +38,6 @@ from replay.table_parts import (
 from replay.tables import read_event_ids, read_table_chunks, table_name, table_rows
 
 
-
 def table_source(
     table: pd.DataFrame | Path | str,
     *,
