@@ -151,7 +151,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _with_none_action(load_config(args.config), args.none_action)
     estimators = _check_arguments(args)
     progress = ProgressPrinter(quiet=args.quiet)
-    if args.table is not None and not (args.write_dsjson or args.tune) and _streams(args.policy):
+    # In chunks, in bounded memory: a table, or DSJSON given only trigger-level policies
+    # (its default set has the personalized policy, which needs the contexts in memory).
+    chunked = args.table is not None or (args.dsjson is not None and bool(args.policy))
+    if chunked and not (args.write_dsjson or args.tune) and _streams(args.policy):
         return _report(args, _replay_table(args, config, estimators, progress), None)
     data = _load(args, config, progress)
     if args.none_action is not None and data.none_action is None:
@@ -321,12 +324,21 @@ def _streams(specs: list[str]) -> bool:
 def _replay_table(
     args: argparse.Namespace, config: Config, estimators: tuple[str, ...], progress: Progress
 ) -> ReplayResult:
-    """``--table`` over chunks of the file, in bounded memory (`replay.table_stream`)."""
+    """``--table`` (or ``--dsjson`` with trigger-level policies) over chunks of the file, in
+    bounded memory (`replay.table_stream`, `replay.dsjson_stream`)."""
     from replay.table_stream import evaluate_table
 
+    chunks = None
+    if args.dsjson is not None:
+        from replay.dsjson_stream import dsjson_source
+
+        chunks = dsjson_source(
+            args.dsjson, none_action=config.rewards.none_action,
+            on_error="skip" if args.skip_invalid else "raise",
+        )  # fmt: skip
     try:
         return evaluate_table(
-            args.table, args.policy, args.gain,
+            args.table or args.dsjson, args.policy, args.gain, chunks=chunks,
             none_action=config.rewards.none_action, none_action_given=args.none_action is not None,
             on_error="skip" if args.skip_invalid else "raise", estimators=estimators,
             clip=args.clip, confidence=args.confidence,

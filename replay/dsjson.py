@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,36 +138,67 @@ def load_dsjson(
     seen: set[str] = set()
     skipped: Counter[str] = Counter()
     n = 0
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, start=1):
-            if progress is not None and n % PROGRESS_EVERY == 0:
-                progress("read", n, None)
-            if not line.strip():
-                continue
-            try:
-                decision = _decision(line, trigger_field)
-            except _LineError as exc:
-                if on_error == "raise" or not exc.skippable:
-                    hint = LINE_HINT if exc.skippable else "replay cannot use this file"
-                    raise ReplayInputError(
-                        f"{path.name} line {n}", exc.field, f"{exc.problem}; {hint}"
-                    ) from None
-                skipped[exc.reason] += 1
-                continue
-            if decision is None:
-                skipped[SKIP_LEARN] += 1
-            elif decision.impression.event_id in seen:
+    for batch, batch_skipped, lines in decision_batches(path, trigger_field, on_error, progress):
+        n = lines
+        skipped += batch_skipped
+        for decision in batch:
+            if decision.impression.event_id in seen:
                 skipped[Reason.DUPLICATE_IMPRESSION.value] += 1
             else:
                 seen.add(decision.impression.event_id)
                 decisions.append(decision)
-    if progress is not None:
-        progress("read", n, n)
     if not decisions:
         raise ReplayInputError(
             path.name, "lines", f"no usable decision in {n} lines (skipped: {dict(skipped)})"
         )
     return _logged(decisions, none_action, skipped, str(path))
+
+
+def decision_batches(
+    path: Path,
+    trigger_field: str | None,
+    on_error: OnError,
+    progress: Progress | None = None,
+    lines_per_batch: int = 1 << 17,
+) -> Iterator[tuple[list[_Decision], Counter[str], int]]:
+    """The file's decisions in batches of at most ``lines_per_batch`` lines: (decisions, lines
+    skipped by reason, lines read so far); repeated EventIds are left to the caller."""
+    batch: list[_Decision] = []
+    skipped: Counter[str] = Counter()
+    n = 0
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            if progress is not None and n % PROGRESS_EVERY == 0:
+                progress("read", n, None)
+            if line.strip():
+                try:
+                    decision = _decision(line, trigger_field)
+                except _LineError as exc:
+                    if on_error == "raise" or not exc.skippable:
+                        hint = LINE_HINT if exc.skippable else "replay cannot use this file"
+                        raise ReplayInputError(
+                            f"{path.name} line {n}", exc.field, f"{exc.problem}; {hint}"
+                        ) from None
+                    skipped[exc.reason] += 1
+                else:
+                    if decision is None:
+                        skipped[SKIP_LEARN] += 1
+                    else:
+                        batch.append(decision)
+            if n % lines_per_batch == 0:
+                yield batch, skipped, n
+                batch, skipped = [], Counter()
+    if progress is not None:
+        progress("read", n, n)
+    if batch or skipped or n % lines_per_batch:
+        yield batch, skipped, n
+
+
+def logged_batch(
+    decisions: Sequence[_Decision], none_action: str | None, source: str
+) -> LoggedData:
+    """A batch of decisions as `LoggedData` (its own vocabulary)."""
+    return _logged(decisions, none_action, Counter(), source)
 
 
 def _logged(

@@ -76,6 +76,7 @@ def evaluate_table(
     rows_per_chunk: int = ROWS_PER_CHUNK,
     progress: Progress | None = None,
     dask: str | None = None,
+    chunks: ChunkSource | None = None,
 ) -> ReplayResult:
     """`nudge replay --table` over chunks of a file (or of a DataFrame: the same numbers as
     its file when both are read in the same chunks): the candidates of ``specs`` (the default
@@ -83,7 +84,8 @@ def evaluate_table(
     ``none_action`` the log does not have when it was given (``none_action_given``), are
     `UsageError`s worded as the command words them. A glob of Parquet files is one log, its
     files in name order; ``dask`` (a scheduler's address or ``local:N``) runs the passes on a
-    Dask cluster (`replay.dask_passes`): the same numbers."""
+    Dask cluster (`replay.dask_passes`): the same numbers. ``chunks``: another reader's chunks
+    of the log ``table`` names (a DSJSON file: `replay.dsjson_stream`)."""
 
     def policies(plan: LogPlan) -> Sequence[Candidate]:
         if none_action_given and plan.none_action is None:
@@ -111,7 +113,7 @@ def evaluate_table(
     if dask is not None or (not isinstance(table, pd.DataFrame) and glob.has_magic(str(table))):
         return _evaluate_parts(str(table), policies, dask, on_error, rows_per_chunk, options)
     return evaluate_stream(
-        table_source(table, on_error=on_error, rows_per_chunk=rows_per_chunk),
+        chunks or table_source(table, on_error=on_error, rows_per_chunk=rows_per_chunk),
         policies,
         none_action=none_action,
         estimators=estimators,
