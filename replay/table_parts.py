@@ -29,7 +29,12 @@ from bandit.events import Reason
 from replay.chunked import LogChunk, event_keys
 from replay.duplicates import repeated_keys
 from replay.sources import OnError
-from replay.tables import parquet_runs, read_run_chunks, read_run_event_ids
+from replay.tables import (
+    parquet_runs,
+    read_run_chunks,
+    read_run_event_ids,
+    unreadable_parquet,
+)
 
 ROWS_PER_CHUNK = 1 << 17  # rows per chunk of every chunked table reading
 MapParts = Callable[[Callable[["TablePart"], Any]], Iterable[Any]]  # f of each part, in order
@@ -92,10 +97,7 @@ def table_parts(files: Sequence[str], rows_per_chunk: int = ROWS_PER_CHUNK) -> l
         try:
             metadata = pq.ParquetFile(path).metadata
         except (pa.ArrowException, OSError) as exc:
-            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ReplayInputError(
-                Path(path).name, "format", f"not a readable Parquet file ({problem})"
-            ) from None
+            raise unreadable_parquet(Path(path).name, exc) from None
         in_file = 0
         for groups, rows in parquet_runs(metadata, rows_per_chunk):
             parts.append(TablePart(path, groups, first, in_file, rows))

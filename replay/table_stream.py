@@ -104,7 +104,7 @@ def evaluate_table(
                 )
         return candidates
 
-    options = {
+    options: dict[str, Any] = {
         "none_action": none_action, "estimators": estimators, "clip": clip,
         "confidence": confidence, "interval": interval, "n_boot": n_boot, "seed": seed,
         "by_trigger": by_trigger, "gains": [Gain(*gain) for gain in gains], "effects": effects,
@@ -114,22 +114,8 @@ def evaluate_table(
         return _evaluate_parts(str(table), policies, dask, on_error, rows_per_chunk, options)
     return evaluate_stream(
         chunks or table_source(table, on_error=on_error, rows_per_chunk=rows_per_chunk),
-        policies,
-        none_action=none_action,
-        estimators=estimators,
-        clip=clip,
-        confidence=confidence,
-        interval=interval,
-        n_boot=n_boot,
-        seed=seed,
-        by_trigger=by_trigger,
-        gains=[Gain(*gain) for gain in gains],
-        effects=effects,
-        folds=folds,
-        total_rows=table_rows(table),
-        progress=progress,
-        source_name=table_name(table),
-    )
+        policies, total_rows=table_rows(table), source_name=table_name(table), **options,
+    )  # fmt: skip
 
 
 def _evaluate_parts(

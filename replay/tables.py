@@ -254,24 +254,14 @@ def _read(table: pd.DataFrame | Path | str) -> _Table:
         # Everything as text: ids such as "NA" or "none" must stay ids, not become missing.
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        except UnicodeDecodeError as exc:
-            bad = exc.object[exc.start : exc.start + 1].hex()
-            raise ReplayInputError(
-                path.name, "encoding",
-                f"not UTF-8 text (a byte 0x{bad}); save the table as UTF-8 CSV",
-            ) from None  # fmt: skip
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ReplayInputError(path.name, "format", f"not a readable CSV ({problem})") from None
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise _unreadable_csv(path.name, exc) from None
         return _Table(frame, path.name, lambda r: f"{path.name} line {r + 2}")
     if suffix in (".parquet", ".pq"):
         try:
             frame = pd.read_parquet(path)
         except pa.ArrowException as exc:
-            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ReplayInputError(
-                path.name, "format", f"not a readable Parquet file ({problem})"
-            ) from None
+            raise unreadable_parquet(path.name, exc) from None
         return _Table(frame, path.name, lambda r: f"{path.name} row {r + 1}")
     raise ReplayInputError(path.name, "suffix", "a table must be .csv or .parquet")
 
@@ -299,15 +289,8 @@ def _frames(table: pd.DataFrame | Path | str, rows_per_chunk: int) -> Iterator[t
                     first = start
                     yield _Table(frame, path.name, _namer(f"{path.name} line", first + 2)), first
                     start += len(frame)
-        except UnicodeDecodeError as exc:
-            bad = exc.object[exc.start : exc.start + 1].hex()
-            raise ReplayInputError(
-                path.name, "encoding",
-                f"not UTF-8 text (a byte 0x{bad}); save the table as UTF-8 CSV",
-            ) from None  # fmt: skip
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ReplayInputError(path.name, "format", f"not a readable CSV ({problem})") from None
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise _unreadable_csv(path.name, exc) from None
         return
     if suffix not in (".parquet", ".pq"):
         raise ReplayInputError(path.name, "suffix", "a table must be .csv or .parquet")
@@ -322,10 +305,7 @@ def _frames(table: pd.DataFrame | Path | str, rows_per_chunk: int) -> Iterator[t
             yield _Table(frame, path.name, _namer(f"{path.name} row", first + 1)), first
             start += len(frame)
     except pa.ArrowException as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ReplayInputError(
-            path.name, "format", f"not a readable Parquet file ({problem})"
-        ) from None
+        raise unreadable_parquet(path.name, exc) from None
 
 
 def _parquet_batches(
@@ -379,10 +359,7 @@ def read_run_chunks(
                 yield _chunk(_check_rows(t, on_error), first_row + at - first_in_file)
             at += len(frame)
     except pa.ArrowException as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ReplayInputError(
-            path.name, "format", f"not a readable Parquet file ({problem})"
-        ) from None
+        raise unreadable_parquet(path.name, exc) from None
 
 
 def read_run_event_ids(
@@ -397,6 +374,26 @@ def read_run_event_ids(
     ):
         yield _text(batch.to_pandas()["event_id"])
 
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def unreadable_parquet(name: str, exc: BaseException) -> ReplayInputError:
+    """The one-line error of a Parquet file pyarrow cannot read."""
+    return ReplayInputError(name, "format", f"not a readable Parquet file ({_first_line(exc)})")
+
+
+def _unreadable_csv(name: str, exc: BaseException) -> ReplayInputError:
+    """The one-line error of a CSV file pandas cannot read (not UTF-8, or malformed)."""
+    if isinstance(exc, UnicodeDecodeError):
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        return ReplayInputError(
+            name, "encoding", f"not UTF-8 text (a byte 0x{bad}); save the table as UTF-8 CSV"
+        )
+    return ReplayInputError(name, "format", f"not a readable CSV ({_first_line(exc)})")
 
 def _namer(prefix: str, offset: int) -> Callable[[int], str]:
     """Names data row r of a chunk as ``prefix`` and its number in the file."""
