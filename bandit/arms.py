@@ -170,8 +170,10 @@ class ArmStats:
             else:
                 sums.ignored += 1
 
-    def estimates(self, trigger: str) -> list[ArmEstimate]:
-        """The estimate of every message at `trigger` (the send-nothing action included)."""
+    def estimates(self, trigger: str, pairwise: bool = True) -> list[ArmEstimate]:
+        """The estimate of every message at `trigger` (the send-nothing action included).
+        `pairwise=False` leaves out each message's comparison with every other one (its gap to
+        the best other is still there): O(messages), where the whole table is O(messages²)."""
         arms = self.triggers.get(trigger, {})
         moments = {a: (s.mean, s.variance_of_mean) for a, s in arms.items()}
         none = arms.get(self.none_action)
@@ -185,18 +187,20 @@ class ArmStats:
             if none is not None and action != self.none_action:
                 lift = mean - none_mean
                 lift_se = _difference_se(sums, mean, var, none, none_mean, none_var)
-            pairwise: tuple[tuple[str, float, float], ...] = ()
+            pairs: tuple[tuple[str, float, float], ...] = ()
             others = [r for r in rivals if r[0] != action] if action != self.none_action else []
-            if others:
-                pairs = [
+            if others and pairwise:
+                pairs = tuple(
                     (a, mean - m, _difference_se(sums, mean, var, s, m, v)) for a, s, m, v in others
-                ]
+                )
                 # the best other message's comparison is among them (its first, on a tie)
                 _, gap, gap_se = pairs[others.index(max(others, key=_MEAN))]
-                pairwise = tuple(pairs)
+            elif others:
+                _, s, m, v = max(others, key=_MEAN)
+                gap, gap_se = mean - m, _difference_se(sums, mean, var, s, m, v)
             estimate = ArmEstimate(
                 trigger, action, sums.shown, sums.helpful, sums.not_helpful, sums.ignored,
-                mean, math.sqrt(var), lift, lift_se, gap, gap_se, sums.last_ts, pairwise,
+                mean, math.sqrt(var), lift, lift_se, gap, gap_se, sums.last_ts, pairs,
             )  # fmt: skip
             out.append(estimate)
         return out

@@ -502,7 +502,9 @@ class SnapshotsConfig(_Section):
     """Policy snapshots the consumer publishes for decision services."""
 
     directory: Path = Path(".nudge/snapshots")
-    every_events: int = Field(5000, ge=1, description="publish after this many learned events")
+    every_events: int = Field(
+        20_000, ge=1, description="publish after this many learned events (catching up)"
+    )
     every_s: float = Field(10.0, gt=0, description="...or this long after the last, if any new")
     min_interval_s: float = Field(
         1.0, ge=0, description="when caught up, publish new data after at most this long"
@@ -521,7 +523,9 @@ class CheckpointConfig(_Section):
     """Where and how often the model, join state and offsets are saved together."""
 
     directory: Path = Path(".nudge/checkpoints")
-    every_events: int = Field(5000, ge=1)
+    # A checkpoint costs O(state) (a few MB and an fsync): while catching up at ~10k messages/s
+    # this is one every ~5 s, and a crash re-reads at most this many messages.
+    every_events: int = Field(50_000, ge=1)
     every_s: float = Field(10.0, gt=0)
     keep: int = Field(3, ge=1)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import functools
 import hashlib
 import math
 from typing import Any
@@ -27,10 +28,14 @@ _NEG_INF = float("-inf")
 _MERGE_EVERY = 16_384  # new ids are kept in a dict until this many, then merged (sorted)
 MEMORY_BYTES_PER_ID = 16  # a uint64 hash and an int64 bucket, once merged
 BUCKETS_PER_HORIZON = 32
+HASHES_REMEMBERED = 16_384  # ids whose hash is kept: more than the windows aligned reading opens
 
 
+@functools.lru_cache(maxsize=HASHES_REMEMBERED)
 def event_hash(event_id: str) -> int:
-    """64-bit hash of an event id (blake2b; also the unit of the exactly-once ledger)."""
+    """64-bit hash of an event id (blake2b; also the unit of the exactly-once ledger).
+    Remembered for the last ids: one event's id is hashed when it arrives, again when its
+    window settles and once more by the ledger (a blake2b costs ~1 µs, a cache hit ~0.1)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 

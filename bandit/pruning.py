@@ -9,6 +9,7 @@ Manual overrides (keep / hold) win. Every change is logged with its evidence and
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -58,12 +59,19 @@ class PruningChange:
     evidence: Evidence
 
 
+@functools.lru_cache(maxsize=64)
+def _normal_quantile(p: float) -> float:
+    """The standard normal's p-quantile (a handful of distinct p's, asked per arm per
+    evaluation)."""
+    return NormalDist().inv_cdf(p)
+
+
 def metric_interval(
     estimate: ArmEstimate, config: PruningConfig
 ) -> tuple[float | None, float | None, float | None]:
     """(estimate, low, high) of the configured metric; None where it does not apply."""
     alpha = 1.0 - config.confidence
-    z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    z = _normal_quantile(1.0 - alpha / 2.0)
     value: float | None
     se: float | None
     match config.metric:
@@ -79,7 +87,7 @@ def metric_interval(
             finite = [(d, e) for _, d, e in estimate.pairwise if math.isfinite(e)]
             if not finite:
                 return estimate.gap, None, None
-            z = NormalDist().inv_cdf(1.0 - alpha / (2.0 * len(estimate.pairwise)))
+            z = _normal_quantile(1.0 - alpha / (2.0 * len(estimate.pairwise)))
             value, se = min(finite, key=lambda pair: pair[0] + z * pair[1])
     if value is None or se is None or not math.isfinite(se):
         return value, None, None  # no interval yet (JSON has no infinity)
@@ -108,7 +116,7 @@ class PruningState:
         changes: list[PruningChange] = []
         for trigger in sorted(arms.triggers):
             current = self.statuses.setdefault(trigger, {})
-            for estimate in arms.estimates(trigger):
+            for estimate in arms.estimates(trigger, pairwise=config.metric == "gap_vs_best"):
                 if estimate.action == arms.none_action:
                     continue
                 value, low, high = metric_interval(estimate, config)

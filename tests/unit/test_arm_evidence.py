@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -124,3 +125,18 @@ def test_sums_and_estimates_of_a_tiny_log_match_the_hand_computed_values() -> No
     assert b.gap == pytest.approx(-8 / 3 - 2 / 3) and b.gap_se == b.pairwise[0][2]
     assert held.pairwise[0][1] == pytest.approx(-2 / 3) and held.gap == held.pairwise[0][1]
     assert none.lift is None and none.gap is None and none.pairwise == ()
+
+
+def test_estimates_without_the_pairwise_table_keep_every_other_number() -> None:
+    # pruning by lift or reward asks for no pairwise table (O(messages²) per evaluation);
+    # the gap to the best other message, the lift and the value must not change
+    rng = np.random.default_rng(11)
+    ids = ("a", "b", "c", "d", NONE)
+    arms = ArmStats(half_life_impressions=500.0, none_action=NONE)
+    for i in range(3_000):
+        k = int(rng.integers(5))
+        arms.observe(T, ids, k, 0.2, float(rng.normal(0.1 * k, 1.0)), OutcomeLabel.IGNORED, i)
+    full, lean = arms.estimates(T), arms.estimates(T, pairwise=False)
+    assert [e.pairwise for e in lean] == [()] * 5
+    assert all(len(e.pairwise) == 3 for e in full if e.action != NONE)
+    assert lean == [dataclasses.replace(e, pairwise=()) for e in full]

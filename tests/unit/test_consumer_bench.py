@@ -21,6 +21,7 @@ from bandit.learning import OnlineLearner
 from bandit.simulation.traffic import simulate_traffic
 from bandit.simulation.world import World
 from benchmarks.consumer_bench import (
+    BASELINE_SRC,
     BENCH,
     FIXED_ACTIONS,
     FIXED_FEATURES,
@@ -34,15 +35,20 @@ from benchmarks.consumer_bench import (
     _crc32c_hider,
     _original,
     _stage_map,
+    best_of,
     consume_busy_seconds,
     dead_letter_surprises,
+    e2e_schedule,
     extension_speed,
+    extract_baseline,
     growth_svg,
     instrumented,
     joined_from_json,
     joined_json,
     learner_speed,
+    main,
     native_speed,
+    scratch_directories,
     stage_rows,
     synthetic_events,
     table,
@@ -340,3 +346,134 @@ def test_hiding_the_native_crc_makes_kafka_python_check_crcs_in_python(tmp_path:
 
     assert kafka_uses_python_crc({"PYTHONPATH": str(_crc32c_hider(tmp_path))}) == "True"
     assert kafka_uses_python_crc({}) == "False"  # crc32c is a dependency
+
+
+# ---- repeats and the baseline ------------------------------------------------------------------
+
+
+def test_each_round_runs_every_consumer_once_the_baseline_first() -> None:
+    assert e2e_schedule(["baseline", "kafka-python", "confluent-kafka"], 2) == [
+        ("baseline", 0), ("kafka-python", 0), ("confluent-kafka", 0),
+        ("baseline", 1), ("kafka-python", 1), ("confluent-kafka", 1),
+    ]  # fmt: skip
+    assert e2e_schedule(["kafka-python"], 3) == [("kafka-python", i) for i in range(3)]
+
+
+def test_the_fastest_run_is_the_headline_and_every_runs_speed_is_kept() -> None:
+    runs = [{"eps": 900.0, "learned": 10}, {"eps": 1200.0, "learned": 11}, {"eps": 1000.0, "learned": 12}]  # fmt: skip
+
+    summary = best_of(runs)
+
+    assert summary["eps"] == 1200.0 and summary["learned"] == 11  # the fastest run's numbers
+    assert summary["runs_eps"] == [900.0, 1200.0, 1000.0]  # in run order
+    assert summary["median_eps"] == 1000.0
+    assert summary["repeats"] == 3
+    assert best_of(runs[:2])["median_eps"] == 1050.0
+
+
+def test_no_run_is_an_error_not_a_zero() -> None:
+    with pytest.raises(BenchError, match="no e2e run"):
+        best_of([])
+
+
+def _with_baseline() -> Result:
+    result = _result()
+    result.e2e.update(runs_eps=[1_600.0, 2_000.0, 1_800.0], median_eps=1_800.0, repeats=3)
+    baseline_runs = [
+        {
+            "eps": e,
+            "seconds": 1.0,
+            "learned": 950,
+            "dead_letters_by_reason": {"join_state_full": 50},
+        }
+        for e in (1_000.0, 800.0, 1_250.0)
+    ]
+    result.baseline = {
+        "ref": "9c4d1c6", "commit": "9c4d1c6", "native_crc": False,
+        **best_of(baseline_runs), "runs": baseline_runs,
+    }  # fmt: skip
+    return result
+
+
+def test_the_speedup_is_best_over_best_and_median_over_median() -> None:
+    report = _with_baseline().to_json()
+
+    assert report["baseline_eps"] == 1_250.0
+    assert report["baseline_median_eps"] == 1_000.0
+    assert report["speedup"] == pytest.approx(2_000 / 1_250)
+    assert report["speedup_median"] == pytest.approx(1_800 / 1_000)
+    assert report["baseline_ref"] == "9c4d1c6"
+    assert report["e2e_median_eps"] == 1_800.0
+    assert [r["eps"] for r in report["baseline"]["runs"]] == [1_000.0, 800.0, 1_250.0]
+    assert report["baseline"]["learned"] == 950  # recorded, not checked against the simulator
+    assert report["baseline"]["dead_letters_by_reason"] == {"join_state_full": 50}
+
+
+def test_without_a_baseline_the_report_has_no_speedup() -> None:
+    report = _result().to_json()
+
+    assert report["baseline_eps"] is None and report["speedup"] is None
+    assert report["speedup_median"] is None and report["baseline_ref"] is None
+    assert "baseline" not in table(_result())
+
+
+def test_the_table_shows_the_baseline_and_the_speedup_under_the_e2e_rows() -> None:
+    lines = table(_with_baseline()).splitlines()
+
+    e2e = next(i for i, line in enumerate(lines) if line.startswith("| e2e_eps ("))
+    assert "best of 3, median 1,800) | 2,000 |" in lines[e2e]
+    assert lines[e2e + 2] == (
+        "| baseline_eps (`nudge consume` of 9c4d1c6 (9c4d1c6), crc32c hidden, 950 learned in "
+        "1.0 s; best of 3, median 1,000) | 1,250 |"
+    )
+    assert lines[e2e + 3] == (
+        "| speedup = e2e_eps / baseline_eps: best / best; median / median | 1.60×; 1.80× |"
+    )
+    assert lines[e2e + 4] == (
+        "| baseline's best run: learned (the simulator expects); dead letters | "
+        "950 (1,000); 50 (join_state_full 50) |"
+    )
+
+
+def test_an_unknown_baseline_ref_fails_naming_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"^--baseline no-such-ref-13: "):
+        extract_baseline("no-such-ref-13", tmp_path / BASELINE_SRC)
+
+
+def test_the_bench_stops_at_an_unknown_baseline_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--baseline", "no-such-ref-13", "--workdir", str(tmp_path), "--bootstrap", "0:1"])
+
+    assert code == 2
+    assert "--baseline no-such-ref-13" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.yaml"))  # not a config written, no broker asked
+
+
+def test_the_baseline_tree_is_the_commits_and_shadows_the_installed_packages(
+    tmp_path: Path,
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+
+    commit = extract_baseline("HEAD", tmp_path / BASELINE_SRC)
+
+    assert commit == head
+    assert (tmp_path / BASELINE_SRC / "streams" / "consumer.py").is_file()
+    assert (tmp_path / BASELINE_SRC / "config.yaml").is_file()
+
+
+def test_cleanup_covers_every_runs_directories_and_the_baseline_tree(tmp_path: Path) -> None:
+    for name in ("timed", "e2e-kafka-python-0", "e2e-kafka-python-1", "baseline-0", BASELINE_SRC):
+        (tmp_path / name).mkdir()
+    (tmp_path / "e2e-kafka-python-0.yaml").write_text("")
+
+    scratch = {str(p.relative_to(tmp_path)) for p in scratch_directories(tmp_path)}
+
+    runs = ("timed", "e2e-kafka-python-0", "e2e-kafka-python-1", "baseline-0")
+    assert scratch == {
+        f"{run}/{sub}" for run in runs for sub in ("checkpoints", "snapshots", "spool")
+    } | {BASELINE_SRC}
