@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Generic, TypeVar
 
 from bandit.events import Event
+from bandit.value_types import value_type
 
 E = TypeVar("E", bound=Event)
 
@@ -15,7 +16,7 @@ def partition_key(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Source:
     """Where a message was read: a Kafka topic/partition/offset, or a file and line number."""
 
@@ -40,7 +41,7 @@ class Source:
         return key
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Envelope(Generic[E]):
     """A decoded event, the exact bytes it was decoded from, and its source."""
 
@@ -49,7 +50,7 @@ class Envelope(Generic[E]):
     source: Source
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Rejected:
     """A message that will not be learned: why, its original bytes and its source."""
 

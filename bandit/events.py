@@ -45,6 +45,7 @@ from bandit.fast_events import (
     plain_groups,
     remember,
 )
+from bandit.value_types import value_type
 
 
 class Reason(StrEnum):
@@ -201,7 +202,7 @@ _EVENT_ADAPTER: TypeAdapter[ImpressionIn | OutcomeIn] = TypeAdapter(
 # ---- internal events (plain, frozen) --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Impression:
     """A validated impression; `ts` is event time in epoch seconds."""
 
@@ -222,7 +223,7 @@ class Impression:
         return self.action_ids[self.chosen_index]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Outcome:
     """A validated outcome; `value` is the optional downstream measure."""
 

@@ -34,12 +34,13 @@ from bandit.errors import CheckpointError
 from bandit.events import Event, Impression, Outcome, OutcomeLabel, Reason
 from bandit.learned_ids import LearnedIds
 from bandit.saved import envelope_state, message_state, restore_envelope
+from bandit.value_types import value_type
 from bandit.watermarks import EventTimeGuard
 
 _NEG_INF = float("-inf")
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class JoinedEvent:
     """An impression with the outcome the join settled on and the reward it is worth."""
 
@@ -75,7 +76,7 @@ class _Pending:
         return len(self.raw) + sum(len(o.raw) for o in self.outcomes)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Closed:
     deadline: float
     by_outcome: bool

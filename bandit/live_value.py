@@ -74,7 +74,7 @@ class LiveValue:
         """Remember one learned decision (the oldest is forgotten past `window`)."""
         imp = event.impression
         offered = imp.action_ids
-        if imp.pmf is not None and any(p <= 0.0 for p in imp.pmf):
+        if imp.pmf is not None and min(imp.pmf) <= 0.0:
             offered = tuple(a for a, p in zip(imp.action_ids, imp.pmf, strict=True) if p > 0.0)
         self._events.append((imp.ts, offered, imp.chosen, imp.probability, event.reward))
 
