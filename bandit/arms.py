@@ -20,6 +20,7 @@ from operator import itemgetter
 from typing import Any
 
 from bandit.events import OutcomeLabel
+from bandit.value_types import value_type
 
 
 @dataclass(slots=True)
@@ -50,7 +51,7 @@ class ArmSums:
         return var * self.n2 / (self.n * self.n)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ArmEstimate:
     """What the evidence says about one message at one trigger."""
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from bandit.arms import ArmEstimate, ArmStats
 from bandit.config import PruningConfig
+from bandit.value_types import value_type
 
 log = logging.getLogger("nudge.pruning")
 
@@ -27,7 +28,7 @@ HELD: frozenset[str] = frozenset({"pruned", "forced_hold"})
 LOG_LIMIT = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Evidence:
     """The metric's estimate and interval behind a pruning decision."""
 
@@ -38,7 +39,7 @@ class Evidence:
     shown: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ArmStatus:
     """A message's status at a trigger, since when (event time) and on what evidence."""
 
@@ -47,7 +48,7 @@ class ArmStatus:
     evidence: Evidence
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PruningChange:
     """One logged change of status."""
 
