@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from bandit.config import JoinConfig, RewardConfig
@@ -51,6 +52,8 @@ class JoinedEvent:
     defaulted: bool  # True when no outcome arrived in the window
     closed_early: bool = False  # True when closed before its window ended: the state was full
 
+
+_TS = attrgetter("ts")
 
 # With a decoder, this many pending impressions keep their decoded event too (decoding again
 # when a window settles cost as much as the first decode); past it only their bytes, about a
@@ -227,7 +230,7 @@ class RewardJoin:
                 f"window is {self._window}s",
             )
             return
-        if any(o.raw == env.raw for o in pending.outcomes):
+        if pending.outcomes and any(o.raw == env.raw for o in pending.outcomes):
             self._reject(env, Reason.DUPLICATE_OUTCOME, f"{out.event_id}: same outcome twice")
             return
         pending.outcomes.append(env)
@@ -304,10 +307,15 @@ class RewardJoin:
             label = self.config.default_outcome
             reward = self.rewards.of(label, None, imp.chosen)
             return JoinedEvent(imp, label, None, reward, defaulted=True, closed_early=early)
-        outcomes = sorted((o.event for o in pending.outcomes), key=lambda o: o.ts)
-        values = [o.value for o in outcomes if o.value is not None]
-        value = sum(values) if values else None
-        label = outcomes[0].label
+        if len(pending.outcomes) == 1:  # mode first: always one
+            first = pending.outcomes[0].event
+            label = first.label
+            value = None if first.value is None else 0 + first.value  # what sum() of it gives
+        else:
+            outcomes = sorted((o.event for o in pending.outcomes), key=_TS)
+            values = [o.value for o in outcomes if o.value is not None]
+            value = sum(values) if values else None
+            label = outcomes[0].label
         reward = self.rewards.of(label, value, imp.chosen)
         return JoinedEvent(imp, label, value, reward, defaulted=False, closed_early=early)
 
