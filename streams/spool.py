@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bandit.atomic_dir import os_error_text
 from bandit.dir_lock import DirectoryLock
@@ -34,6 +35,8 @@ log = logging.getLogger("nudge.spool")
 
 DB_FILE = "spool.sqlite3"
 LOCK_FILE = "drain.lock"
+T = TypeVar("T")
+
 BUSY_TIMEOUT_MS = 30_000  # several workers append at once; a write transaction is short
 LOCK_RETRY_S = 1.0  # how often a drainer without the lock tries again (its holder may die)
 # WAL pages past which a committing append checkpoints (SQLite's default is 1,000): only a
@@ -409,6 +412,23 @@ class Spool:
             raise StorageError(f"spool {self.directory}: SQLite failed: {exc}") from exc
 
 
+def _while_locked(statement: Callable[[], T]) -> T:
+    """Run `statement` again while SQLite says the database is locked, up to the busy timeout.
+    Two processes opening a new spool at once both switch it to WAL, and SQLite answers one of
+    them "database is locked" at once, without its busy handler (a lock it would wait for while
+    holding one the other waits for)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.25)
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection for several processes: WAL, synchronous=NORMAL, a busy timeout, and
     transactions begun explicitly (autocommit otherwise)."""
@@ -417,7 +437,7 @@ def connect(path: Path) -> sqlite3.Connection:
     )
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _while_locked(lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot use WAL on {path} (journal mode {mode})")
         db.execute("PRAGMA synchronous = NORMAL")

@@ -11,6 +11,7 @@ import multiprocessing
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.synchronize import Barrier
@@ -580,3 +581,27 @@ def test_an_idle_drainer_probes_no_more_often_than_asked(tmp_path: Path) -> None
     for _ in range(5):
         drainer._step()
     assert len(calls) == 1
+
+
+def test_threads_opening_a_new_spool_at_once_all_open_it(tmp_path: Path) -> None:
+    # Reproduction of a CI failure (two `nudge serve` workers starting together): switching a
+    # new database to WAL, SQLite told one opener "database is locked" at once, without waiting
+    # (about 4% of 400 opens here); now it is tried again until the busy timeout.
+    failures: list[BaseException] = []
+    for round_ in range(100):
+        directory = tmp_path / str(round_)
+        start = threading.Barrier(4)
+
+        def open_and_close(directory: Path = directory, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                Spool(directory, max_events=1000, max_bytes=1 << 30).close()
+            except Exception as exc:  # collected, asserted below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_and_close) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
