@@ -76,6 +76,8 @@ class _Pending:
 
     @property
     def size(self) -> int:
+        if not self.outcomes:  # most windows: no generator for an empty list
+            return len(self.raw)
         return len(self.raw) + sum(len(o.raw) for o in self.outcomes)
 
 
