@@ -30,18 +30,14 @@ from replay.candidates import (
 )
 from replay.chunk_scan import LogPlan
 from replay.logged import LoggedData
-from replay.policy_specs import PolicySpec, PolicySpecError, parse_policy_spec
-
-STREAMABLE_KINDS = (
-    "logging",
-    "uniform",
-    "random-message",
-    "never-send",
-    "best-uniform",
-    "best-message",
-    "best-per-trigger",
-    "always-send",
+from replay.policy_specs import (
+    TRIGGER_LEVEL_KINDS,
+    PolicySpec,
+    PolicySpecError,
+    parse_policy_spec,
 )
+
+STREAMABLE_KINDS = (*TRIGGER_LEVEL_KINDS, "always-send")
 
 
 def streamable(specs: Sequence[str]) -> bool:

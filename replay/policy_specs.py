@@ -63,7 +63,8 @@ KINDS = (
     "external",
     "always-send",
 )
-_NO_ARGUMENT = KINDS[:7]
+TRIGGER_LEVEL_KINDS = KINDS[:7]  # need neither an argument nor the log's contexts
+_NO_ARGUMENT = TRIGGER_LEVEL_KINDS
 _LEARNED_MODES = ("greedy", "pmf")
 _SNAPSHOT_MODES = ("pmf", "greedy", "deployed")
 _DEFAULT_MODE = {"crossfit": "greedy", "tuned": "greedy", "progressive": "pmf", "snapshot": "pmf"}

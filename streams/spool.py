@@ -418,15 +418,14 @@ def _while_locked(statement: Callable[[], T]) -> T:
     them "database is locked" at once, without its busy handler (a lock it would wait for while
     holding one the other waits for)."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
+    backoff = Backoff(0.005, 0.25)
     while True:
         try:
             return statement()
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
-        time.sleep(delay)
-        delay = min(2 * delay, 0.25)
+        time.sleep(backoff.failed())
 
 
 def connect(path: Path) -> sqlite3.Connection:
